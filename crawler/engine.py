@@ -1,0 +1,343 @@
+"""The crawl engine: a dispatcher, worker coroutines, and one group-committing writer.
+
+Shape of a run (after "500 Lines or Less" and Scrapy): the dispatcher takes work from the
+frontier, grouped into units (full batches first), and starts at most ``concurrency`` workers;
+each worker runs one unit through the expander and hands its outcome to the committer, which
+applies every outcome gathered since its last commit in one checkpoint transaction and feeds the
+new tasks back into the frontier. Nothing is written except by the committer, so the checkpoint
+always describes exactly what the output files hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from crawler.checkpoint import Checkpoint
+from crawler.client import SpotifyClient
+from crawler.config import Config
+from crawler.errors import (
+    AllAccountsParked,
+    CrawlerError,
+    EdgeUnavailable,
+    RequestFailed,
+)
+from crawler.expand import BadShape, Expander
+from crawler.frontier import Frontier
+from crawler.stats import Stats
+from crawler.tasks import BATCH_KINDS, OUTPUT_FILES, PRIORITY, Op, Outcome, State, Task
+
+log = logging.getLogger("crawler.engine")
+
+EXIT_OK, EXIT_FAILED, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 130
+# A well-formed ID that names nothing: asking the tracks batch endpoint for it costs one call
+# and tells whether this app may use that endpoint (200 with [null]) or not (403).
+PROBE_ID = "0" * 22
+FRONTIER_WINDOW = 5000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    complete: bool
+    message: str
+
+
+Unit = tuple[Op, list[Task]]
+
+
+class Engine:
+    def __init__(
+        self, config: Config, client: SpotifyClient, checkpoint: Checkpoint, stats: Stats
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.checkpoint = checkpoint
+        self.stats = stats
+        self.frontier = Frontier(FRONTIER_WINDOW)
+        self.expander = Expander(client, config.expand)
+        self._linger = config.crawl.linger_ms / 1000
+        self._commit_interval = config.crawl.commit_interval_ms / 1000
+        self._outcomes: list[Outcome] = []
+        self._workers: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.crawl.concurrency)
+        self._wake = asyncio.Event()  # the dispatcher may find new work
+        self._commit_wake = asyncio.Event()  # the committer may have something to do
+        self._committing = False
+        self._starving = False
+        self._stopping = False
+        self._closing = False
+        self._interrupted = False
+        self._halt_error: CrawlerError | None = None
+        self._write_error: CrawlerError | None = None
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ public
+
+    async def run(self) -> RunResult:
+        retried = await self.checkpoint.reset_failed()
+        if retried:
+            log.info("retrying %d tasks that failed in an earlier run", retried)
+        if not self.checkpoint.meta.get("seeded"):
+            await self._commit(seeds=self._seed_tasks(), meta={"seeded": True})
+        await self._probe_tracks_endpoint()
+        await self.frontier.refill(self.checkpoint)
+        committer = asyncio.create_task(self._committer())
+        try:
+            await self._dispatch()
+            await self._drain()
+        finally:
+            self._closing = True
+            self._commit_wake.set()
+            await committer
+        return self._result()
+
+    def interrupt(self) -> None:
+        """First SIGINT/SIGTERM: finish what is in flight, commit, exit 130. Second: now."""
+        if self._interrupted:
+            log.warning("second interrupt: exiting now; the checkpoint is consistent")
+            os._exit(EXIT_INTERRUPTED)
+        log.warning("interrupted: finishing requests in flight (interrupt again to quit now)")
+        self._interrupted = True
+        self._stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a progress display needs, cheap enough to call every second."""
+        counts = self.checkpoint.counts
+        return {
+            "written": {
+                name.removesuffix(".jsonl"): counts[(op, State.DONE)]
+                for op, name in OUTPUT_FILES.items()
+            },
+            "pending": self.checkpoint.pending(),
+            "in_memory": len(self.frontier),
+            "in_flight": len(self._workers),
+            "failed": sum(counts[(op, State.FAILED)] for op in Op),
+            "requests": self.stats.total_requests,
+            "rate_limited": self.stats.rate_limited,
+            "elapsed": time.monotonic() - self.started,
+        }
+
+    # ------------------------------------------------------------------ seeding
+
+    def _seed_tasks(self) -> list[tuple[Op, str]]:
+        seeds = self.config.seeds
+        return [
+            *((Op.ARTIST, i) for i in seeds.artists),
+            *((Op.ALBUM, i) for i in seeds.albums),
+            *((Op.TRACK, i) for i in seeds.tracks),
+            *((Op.PLAYLIST, i) for i in seeds.playlists),
+            *((Op.SEARCH, q) for q in seeds.search),
+        ]
+
+    async def _probe_tracks_endpoint(self) -> None:
+        """``tracks = "auto"`` must know, before the first album page, what to do with tracks."""
+        caps = self.client.capabilities
+        if (
+            self.config.expand.tracks == "auto"
+            and self.config.expand.album_tracks
+            and caps.batch_tracks is None
+        ):
+            try:
+                await self.client.tracks([PROBE_ID])
+            except RequestFailed as exc:
+                log.warning("could not probe the tracks endpoint (%s): keeping album tracks", exc)
+
+    # ------------------------------------------------------------------ dispatching
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            await self._slots.acquire()
+            unit = await self._next_unit()
+            if unit is None:
+                self._slots.release()
+                return
+            worker = asyncio.create_task(self._work(*unit))
+            self._workers.add(worker)
+
+    async def _next_unit(self) -> Unit | None:
+        """Wait for a unit worth a request, or return None when the crawl is over."""
+        while not self._stopping:
+            self._wake.clear()
+            unit, wait = self._pick()
+            if unit is not None:
+                self._starving = False
+                return unit
+            if self._finished():
+                return None
+            self._starving = True
+            self._commit_wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+        return None
+
+    def _batch_size(self, op: Op) -> int:
+        kind = BATCH_KINDS.get(op)
+        return 1 if kind is None else self.client.capabilities.batch_size(kind)
+
+    def _pick(self) -> tuple[Unit | None, float | None]:
+        """A full batch if any; a partial one only once it lingered or the crawl would stall.
+
+        Waiting for batches to fill is what keeps the request count near the minimum; the
+        linger bounds how long the tail of a crawl (or a slow trickle) waits for it.
+        """
+        frontier = self.frontier
+        partial: list[Op] = []
+        for op in PRIORITY:
+            queued = frontier.size(op)
+            if queued == 0:
+                continue
+            size = self._batch_size(op)
+            if queued >= size:
+                return (op, frontier.take(op, size)), None
+            partial.append(op)
+        stalled = not self._workers and not self._outcomes and not self._committing
+        wait: float | None = None
+        for op in partial:
+            remaining = self._linger - frontier.waited(op)
+            if stalled or remaining <= 0:
+                return (op, frontier.take(op, frontier.size(op))), None
+            wait = remaining if wait is None else min(wait, remaining)
+        return None, wait
+
+    def _finished(self) -> bool:
+        return (
+            not self._workers
+            and not self._outcomes
+            and not self._committing
+            and len(self.frontier) == 0
+            and not self.frontier.needs_refill()
+        )
+
+    def _stop(self, error: CrawlerError | None = None) -> None:
+        if error is not None and self._halt_error is None:
+            self._halt_error = error
+        self._stopping = True
+        self._wake.set()
+
+    # ------------------------------------------------------------------ working
+
+    async def _work(self, op: Op, tasks: list[Task]) -> None:
+        outcome: Outcome | None = None
+        try:
+            outcome = await self.expander.run(op, tasks)
+        except EdgeUnavailable:
+            outcome = Outcome(states=[(t, State.SKIPPED) for t in tasks])
+        except RequestFailed as exc:
+            outcome = self._failed(tasks, exc.reason)
+        except BadShape as exc:
+            outcome = self._failed(tasks, f"unexpected response: {exc}")
+        except AllAccountsParked as exc:
+            self._stop(exc)  # the tasks stay pending: the next run does them
+        except CrawlerError as exc:
+            self._stop(exc)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a response no check anticipated must not end a day-long run
+            log.exception("unexpected error on %s %s", op.name.lower(), tasks[0].key)
+            outcome = self._failed(tasks, f"unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            self._workers.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._slots.release()
+            self._wake.set()
+        if outcome is not None:
+            self._outcomes.append(outcome)
+            self._commit_wake.set()
+
+    def _failed(self, tasks: list[Task], reason: str) -> Outcome:
+        self.stats.failures += len(tasks)
+        return Outcome(
+            states=[(t, State.FAILED) for t in tasks],
+            failures=[(t, reason) for t in tasks],
+        )
+
+    async def _drain(self) -> None:
+        """Let requests in flight finish (bounded), then cancel the rest: they stay pending."""
+        if not self._workers:
+            return
+        grace = self.config.api.read_timeout_s if self._interrupted else None
+        _, late = await asyncio.wait(set(self._workers), timeout=grace)
+        for worker in late:
+            worker.cancel()
+        if late:
+            await asyncio.wait(late)
+
+    # ------------------------------------------------------------------ committing
+
+    async def _committer(self) -> None:
+        last = time.monotonic()
+        while True:
+            self._commit_wake.clear()
+            refill = self.frontier.needs_refill() and not self._stopping
+            if not self._outcomes and not refill:
+                if self._closing:
+                    return
+                await self._commit_wake.wait()
+                continue
+            due = last + self._commit_interval - time.monotonic()
+            if self._outcomes and due > 0 and not (self._starving or self._closing or refill):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due):
+                        await self._commit_wake.wait()
+                continue
+            if self._outcomes:
+                await self._commit()
+                last = time.monotonic()
+            if self.frontier.needs_refill() and not self._stopping:
+                await self.frontier.refill(self.checkpoint)
+            self._wake.set()
+
+    async def _commit(
+        self, seeds: list[tuple[Op, str]] | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        if self._write_error is not None:
+            return  # after a write error nothing more is committed: the rerun redoes it
+        limit = self.config.expand.max_artists
+        budget = None
+        if limit:
+            budget = limit - sum(self.checkpoint.counts[(Op.ARTIST, s)] for s in State)
+        self._committing = True
+        try:
+            new = await self.checkpoint.commit(
+                outcomes,
+                seeds=seeds or (),
+                meta={**(meta or {}), "capabilities": self.client.capabilities.to_dict()},
+                artist_budget=budget,
+            )
+        except OSError as exc:
+            self._write_error = CrawlerError(
+                f"cannot write to {self.checkpoint.out_dir}: {exc.strerror or exc}; "
+                "fix it and rerun to resume (nothing committed is lost)"
+            )
+            self._stop(self._write_error)
+            return
+        finally:
+            self._committing = False
+        self.frontier.add(new)
+
+    # ------------------------------------------------------------------ result
+
+    def _result(self) -> RunResult:
+        failed = sum(self.checkpoint.counts[(op, State.FAILED)] for op in Op)
+        error = self._write_error or self._halt_error
+        if error is not None:
+            code = getattr(error, "exit_code", EXIT_FAILED)
+            return RunResult(code, False, str(error))
+        if self._interrupted:
+            return RunResult(
+                EXIT_INTERRUPTED, False, "interrupted; rerun the same command to resume"
+            )
+        if failed:
+            return RunResult(
+                EXIT_FAILED,
+                False,
+                f"{failed} tasks failed (see `spotify-crawler status`); rerun to retry them",
+            )
+        return RunResult(EXIT_OK, True, "crawl complete")

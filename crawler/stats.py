@@ -1,0 +1,47 @@
+"""Run counters shared by the client (requests) and the engine (entities); dumped to stats.json."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    """Plain counters: cheap to bump from hot paths, summed across resumed runs by the engine."""
+
+    started: float = field(default_factory=time.monotonic)
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    retries: int = 0
+    rate_limited: int = 0
+    written: Counter[str] = field(default_factory=Counter)
+    missing: Counter[str] = field(default_factory=Counter)
+    failures: int = 0
+
+    def record_response(self, endpoint: str, status: int) -> None:
+        self.requests[(endpoint, status)] += 1
+        if status == 429:
+            self.rate_limited += 1
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        by_endpoint: dict[str, dict[str, int]] = {}
+        for (endpoint, status), count in sorted(self.requests.items()):
+            by_endpoint.setdefault(endpoint, {})[str(status)] = count
+        return {
+            "requests": by_endpoint,
+            "requests_total": self.total_requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "written": dict(self.written),
+            "missing": dict(self.missing),
+            "failures": self.failures,
+        }
