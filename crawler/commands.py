@@ -21,7 +21,7 @@ from crawler.checkpoint import Checkpoint
 from crawler.client import SpotifyClient
 from crawler.config import Config, load_config
 from crawler.engine import Engine, RunResult
-from crawler.errors import CrawlerError
+from crawler.errors import ConfigError, CrawlerError
 from crawler.progress import report_progress
 from crawler.stats import Stats
 from crawler.tasks import OUTPUT_FILES, Op, State
@@ -116,12 +116,29 @@ def _remove_previous(config: Config) -> None:
 
 
 async def _crawl(config: Config, args: argparse.Namespace) -> int:
+    result = await run_crawl(
+        config, sim=args.sim, fresh=args.fresh, progress=args.progress, handle_signals=True
+    )
+    stream = sys.stdout if result.exit_code == 0 else sys.stderr
+    print(result.message, file=stream)
+    return result.exit_code
+
+
+async def run_crawl(
+    config: Config,
+    *,
+    sim: bool = False,
+    fresh: bool = False,
+    progress: str | None = None,
+    handle_signals: bool = False,
+) -> RunResult:
+    """One run of a crawl: resumes its checkpoint, writes stats.json, returns the outcome."""
     if config.seeds.is_empty():
-        raise CrawlerError(f"{config.path}: seeds: no seeds configured; nothing to crawl")
+        raise ConfigError(f"{config.path}: seeds: no seeds configured; nothing to crawl")
     async with contextlib.AsyncExitStack() as stack:
-        if args.sim:
+        if sim:
             config = await stack.enter_async_context(_simulated(config))
-        if args.fresh:
+        if fresh:
             _remove_previous(config)
         stats = Stats()
         checkpoint = await Checkpoint.open(
@@ -139,26 +156,23 @@ async def _crawl(config: Config, args: argparse.Namespace) -> int:
             )
         )
         engine = Engine(config, client, checkpoint, stats)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, engine.interrupt)
-        progress = asyncio.create_task(
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, engine.interrupt)
+        reporter = asyncio.create_task(
             report_progress(
-                engine.snapshot,
-                args.progress or config.crawl.progress,
-                bound=config.expand.max_artists,
+                engine.snapshot, progress or config.crawl.progress, bound=config.expand.max_artists
             )
         )
         try:
             result = await engine.run()
         finally:
-            progress.cancel()
+            reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await progress
+                await reporter
         _write_stats(config, checkpoint, stats, result)
-    stream = sys.stdout if result.exit_code == 0 else sys.stderr
-    print(result.message, file=stream)
-    return result.exit_code
+    return result
 
 
 def _write_stats(config: Config, checkpoint: Checkpoint, stats: Stats, result: RunResult) -> None:

@@ -83,7 +83,7 @@ class CrawlConfig:
     out_dir: Path = Path("out")
     checkpoint: Path | None = None
     concurrency: int = 32
-    linger_ms: float = 50.0
+    linger_ms: float = 1000.0
     commit_interval_ms: float = 200.0
     progress: Literal["auto", "bar", "log", "off"] = "auto"
 

@@ -39,6 +39,8 @@ EXIT_OK, EXIT_FAILED, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 130
 # and tells whether this app may use that endpoint (200 with [null]) or not (403).
 PROBE_ID = "0" * 22
 FRONTIER_WINDOW = 5000
+# Ops whose results rarely add work: at a stall their partial batches wait for more.
+SINKS = frozenset({Op.TRACK, Op.FEATURES})
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Engine:
         self.checkpoint = checkpoint
         self.stats = stats
         self.frontier = Frontier(FRONTIER_WINDOW)
-        self.expander = Expander(client, config.expand)
+        self.expander = Expander(client, config.expand, frozenset(config.seeds.tracks))
         self._linger = config.crawl.linger_ms / 1000
         self._commit_interval = config.crawl.commit_interval_ms / 1000
         self._outcomes: list[Outcome] = []
@@ -185,7 +187,9 @@ class Engine:
         """A full batch if any; a partial one only once it lingered or the crawl would stall.
 
         Waiting for batches to fill is what keeps the request count near the minimum; the
-        linger bounds how long the tail of a crawl (or a slow trickle) waits for it.
+        linger bounds how long a batch waits while other work is in flight. At a stall only
+        the partial batches that can lead to more work go out, so that tracks and audio
+        features (which lead nowhere new) keep filling until nothing else is left.
         """
         frontier = self.frontier
         partial: list[Op] = []
@@ -198,6 +202,8 @@ class Engine:
                 return (op, frontier.take(op, size)), None
             partial.append(op)
         stalled = not self._workers and not self._outcomes and not self._committing
+        if stalled and any(op not in SINKS for op in partial):
+            partial = [op for op in partial if op not in SINKS]
         wait: float | None = None
         for op in partial:
             remaining = self._linger - frontier.waited(op)

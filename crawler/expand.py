@@ -49,9 +49,14 @@ def _further_offsets(page: dict[str, Any], first: int, step: int) -> range:
 
 
 class Expander:
-    def __init__(self, client: SpotifyClient, expand: ExpandConfig) -> None:
+    def __init__(
+        self, client: SpotifyClient, expand: ExpandConfig, seed_tracks: frozenset[str] = frozenset()
+    ) -> None:
         self.client = client
         self.expand = expand
+        # Other tracks were seen (with their credits) on an album page or in a playlist
+        # before they were fetched: only seed tracks have edges still to follow.
+        self._seed_tracks = seed_tracks
         self._batch_handlers: dict[Op, Callable[[list[Task], Outcome], Awaitable[None]]] = {
             Op.ARTIST: self._artists,
             Op.ALBUM: self._albums,
@@ -111,17 +116,17 @@ class Expander:
             if obj is None:
                 outcome.states.append((task, State.MISSING))
                 continue
-            edges = Outcome()  # kept apart so a bad object adds nothing at all
+            marks = len(outcome.discovered), len(outcome.new_lines)
             try:
                 entity = _entity(obj)
                 if follow is not None:
-                    follow(entity, edges)
+                    follow(entity, outcome)
             except BadShape as exc:
+                # A bad object adds nothing at all: take back what it had added.
+                del outcome.discovered[marks[0] :], outcome.new_lines[marks[1] :]
                 outcome.states.append((task, State.FAILED))
                 outcome.failures.append((task, f"unexpected response: {exc}"))
                 continue
-            outcome.discovered += edges.discovered
-            outcome.new_lines += edges.new_lines
             outcome.lines.append((task.op, _line(entity)))
             outcome.states.append((task, State.DONE))
 
@@ -147,7 +152,11 @@ class Expander:
             outcome.discovered.append((Op.ALBUM_TRACKS, paged_key(album["id"], offset)))
 
     async def _tracks(self, tasks: list[Task], outcome: Outcome) -> None:
-        await self._batch(tasks, outcome, self.client.tracks, self._track_edges)
+        await self._batch(tasks, outcome, self.client.tracks, self._seed_track_edges)
+
+    def _seed_track_edges(self, track: dict[str, Any], outcome: Outcome) -> None:
+        if track["id"] in self._seed_tracks:
+            self._track_edges(track, outcome)
 
     async def _features(self, tasks: list[Task], outcome: Outcome) -> None:
         await self._batch(tasks, outcome, self.client.audio_features)
@@ -215,7 +224,7 @@ class Expander:
             if (
                 isinstance(track, dict)
                 and track.get("type", "track") == "track"
-                and is_spotify_id(str(track.get("id")))
+                and is_spotify_id(track.get("id"))
             ):
                 self._take_track(track, outcome, album_id=None)
 
@@ -237,9 +246,11 @@ class Expander:
             artists = track.get("artists")
             if not isinstance(artists, list):
                 raise BadShape("track without an artists list")
-            for artist in artists:
-                # Local files credit artists without an id: nothing to crawl there.
-                if isinstance(artist, dict) and is_spotify_id(str(artist.get("id"))):
-                    outcome.discovered.append((Op.ARTIST, artist["id"]))
+            # Local files credit artists without an id: nothing to crawl there.
+            outcome.discovered.extend(
+                (Op.ARTIST, artist["id"])
+                for artist in artists
+                if isinstance(artist, dict) and is_spotify_id(artist.get("id"))
+            )
         if self.edge_enabled(Op.FEATURES):
             outcome.discovered.append((Op.FEATURES, track["id"]))

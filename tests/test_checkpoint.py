@@ -58,7 +58,7 @@ async def test_file_shorter_than_checkpoint_is_refused(tmp_path: Path) -> None:
     await cp.commit([Outcome(lines=[(Op.ALBUM, b'{"id":"b"}\n')])])
     await cp.close()
     (tmp_path / "out" / "albums.jsonl").write_bytes(b"{")
-    with pytest.raises(CheckpointError, match="albums.jsonl has 1 bytes but the checkpoint"):
+    with pytest.raises(CheckpointError, match=r"albums\.jsonl has 1 bytes but the checkpoint"):
         await open_cp(tmp_path)
 
 
@@ -73,7 +73,7 @@ async def test_corrupt_checkpoint_is_refused_and_left_untouched(tmp_path: Path) 
     path = tmp_path / "cp.db"
     garbage = b"this is not sqlite" * 100
     path.write_bytes(garbage)
-    with pytest.raises(CheckpointError, match="unreadable.*left untouched"):
+    with pytest.raises(CheckpointError, match=r"unreadable.*left untouched"):
         await open_cp(tmp_path)
     assert path.read_bytes() == garbage
 

@@ -1,0 +1,140 @@
+"""Client-credentials access tokens, one per credential, fetched by a single flight.
+
+However many workers need a token at once, each credential has at most one token request in
+flight: the others wait for its result. A request that got a 401 invalidates exactly the token
+it used, so a burst of 401s caused by one expired token leads to one refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from crawler.config import Credential
+from crawler.errors import AuthError, RequestFailed
+from crawler.retry import TRANSIENT_ERRORS, Backoff, describe
+from crawler.stats import Stats
+
+log = logging.getLogger("crawler.auth")
+
+ENDPOINT = "token"
+# Refresh this long before expiry (at most a tenth of the lifetime, for short-lived test
+# tokens), so a token does not expire between being handed out and reaching the API.
+REFRESH_MARGIN_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    refresh_at: float  # time.monotonic()
+
+
+class TokenSource:
+    def __init__(
+        self,
+        credential: Credential,
+        token_url: str,
+        session: aiohttp.ClientSession,
+        stats: Stats,
+        *,
+        backoff: Backoff,
+        max_retries: int,
+    ) -> None:
+        self.credential = credential
+        self._token_url = token_url
+        self._session = session
+        self._stats = stats
+        self._backoff = backoff
+        self._max_retries = max_retries
+        self._token: _Token | None = None
+        self._lock = asyncio.Lock()
+
+    def _current(self) -> str | None:
+        token = self._token
+        return token.value if token is not None and time.monotonic() < token.refresh_at else None
+
+    async def token(self) -> str:
+        """A valid access token; raises AuthError if the credential is refused."""
+        value = self._current()
+        if value is not None:
+            return value
+        async with self._lock:
+            value = self._current()  # whoever held the lock may have refreshed it
+            if value is None:
+                self._token = await self._fetch()
+                value = self._token.value
+            return value
+
+    def invalidate(self, value: str) -> None:
+        """Forget ``value`` if it is still the current token (the API refused it)."""
+        if self._token is not None and self._token.value == value:
+            self._token = None
+
+    async def _fetch(self) -> _Token:
+        reason = ""
+        for attempt in range(self._max_retries + 1):
+            if attempt:
+                self._stats.retries += 1
+                await asyncio.sleep(self._backoff.delay(attempt - 1))
+            started = time.monotonic()
+            try:
+                status, body = await self._post()
+            except TRANSIENT_ERRORS as exc:
+                reason = describe(exc)
+                log.debug("token request for %s failed: %s", self.credential.label, reason)
+                continue
+            self._stats.record_response(ENDPOINT, status)
+            if status in (400, 401):
+                raise AuthError(
+                    f"the token endpoint refused credential {self.credential.label}: "
+                    f"{_oauth_error(body)}"
+                )
+            token = _parse_token(body, started) if status == 200 else None
+            if token is not None:
+                log.debug("new access token for %s", self.credential.label)
+                return token
+            reason = f"HTTP {status}" if status != 200 else "malformed token response"
+            log.debug("token request for %s failed: %s", self.credential.label, reason)
+        raise RequestFailed(ENDPOINT, f"{reason} (credential {self.credential.label})")
+
+    async def _post(self) -> tuple[int, bytes]:
+        pair = f"{self.credential.client_id}:{self.credential.client_secret}".encode()
+        async with self._session.post(
+            self._token_url,
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")},
+            allow_redirects=False,
+        ) as response:
+            return response.status, await response.read()
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _oauth_error(body: bytes) -> str:
+    """The OAuth ``error`` code (``invalid_client``…); never echoes anything else back."""
+    data = _loads(body)
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, str) else "refused"
+
+
+def _parse_token(body: bytes, requested_at: float) -> _Token | None:
+    data = _loads(body)
+    if not isinstance(data, dict):
+        return None
+    value, expires_in = data.get("access_token"), data.get("expires_in")
+    if not isinstance(value, str) or not value or not isinstance(expires_in, int | float):
+        return None
+    margin = min(REFRESH_MARGIN_S, expires_in / 10)
+    return _Token(value, requested_at + expires_in - margin)

@@ -1,0 +1,82 @@
+"""What this app may call: batch endpoints, page sizes, optional edges.
+
+Spotify gives development-mode apps (2026) a reduced API: no batch GETs of artists, albums or
+tracks, artist-album pages of at most 10, no related artists and no audio features. In mode
+"auto" the client learns these from the first refusal; the engine persists the result in its
+checkpoint so a resumed crawl starts with it instead of probing again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from crawler.config import ApiMode
+
+log = logging.getLogger("crawler.capabilities")
+
+BatchKind = Literal["artists", "albums", "tracks", "audio-features"]
+Flag = Literal["batch_artists", "batch_albums", "batch_tracks", "related_artists", "audio_features"]
+Learnable = Flag | Literal["artist_albums_limit"]
+
+BATCH_SIZES: dict[BatchKind, int] = {
+    "artists": 50,
+    "albums": 20,
+    "tracks": 50,
+    "audio-features": 100,
+}
+# Audio features have no usable single-ID fallback: their flag is the whole edge's.
+BATCH_FLAGS: dict[BatchKind, Flag] = {
+    "artists": "batch_artists",
+    "albums": "batch_albums",
+    "tracks": "batch_tracks",
+    "audio-features": "audio_features",
+}
+FULL_ALBUMS_LIMIT = 50
+DEVELOPMENT_ALBUMS_LIMIT = 10
+
+
+@dataclass
+class Capabilities:
+    """None means "not known yet": the client tries the full API and learns from a refusal.
+
+    ``changed`` is set whenever something is learned; the engine clears it once persisted.
+    """
+
+    batch_artists: bool | None = None
+    batch_albums: bool | None = None
+    batch_tracks: bool | None = None
+    artist_albums_limit: int = FULL_ALBUMS_LIMIT
+    related_artists: bool | None = None
+    audio_features: bool | None = None
+    changed: bool = field(default=False, compare=False)
+
+    @classmethod
+    def for_mode(cls, mode: ApiMode) -> Capabilities:
+        if mode == "extended":
+            return cls(True, True, True, FULL_ALBUMS_LIMIT, True, True)
+        if mode == "development":
+            return cls(False, False, False, DEVELOPMENT_ALBUMS_LIMIT, False, False)
+        return cls()
+
+    def batch_size(self, kind: BatchKind) -> int:
+        """How many IDs the engine should group into one call for ``kind``."""
+        return 1 if getattr(self, BATCH_FLAGS[kind]) is False else BATCH_SIZES[kind]
+
+    def learn(self, name: Learnable, value: bool | int) -> bool:
+        """Record a learned value; True if it is news (the caller then logs it, once)."""
+        if getattr(self, name) == value:
+            return False
+        setattr(self, name, value)
+        self.changed = True
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "changed"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Capabilities:
+        """Inverse of to_dict; keys it does not know (from another version) are ignored."""
+        known = {f.name for f in fields(cls)} - {"changed"}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,334 @@
+"""The checkpoint database: durable frontier, dedupe set, file lengths, capabilities, stats.
+
+One row per task ``(op, key)`` makes SQLite's unique index the dedupe set, so memory does not
+grow with the number of IDs seen. Each commit applies a group of outcomes in one transaction:
+new tasks, finished tasks, failures, and the committed byte length of every JSONL file (whose
+bytes were fsynced first). A crash at any instant therefore leaves a state where every task is
+either committed with its output lines, or pending and redone on the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from crawler.errors import CheckpointError
+from crawler.sinks import JsonlSink
+from crawler.tasks import OUTPUT_FILES, Op, Outcome, State, Task
+
+SCHEMA_VERSION = 1
+KNOWN_ARTISTS_CAP = 100_000
+_OPS = {int(op): op for op in Op}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS task(
+    seq INTEGER PRIMARY KEY,
+    op INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    UNIQUE(op, key)
+);
+CREATE INDEX IF NOT EXISTS task_pending ON task(op, seq) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS failure(
+    op INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY(op, key)
+);
+CREATE TABLE IF NOT EXISTS output(name TEXT PRIMARY KEY, length INTEGER NOT NULL);
+"""
+
+
+class Checkpoint:
+    """Owns the SQLite connection and the output files; the engine's only path to disk."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, out_dir: Path) -> None:
+        self._db = db
+        self.path = path
+        self.out_dir = out_dir
+        self.sinks: dict[Op, JsonlSink] = {}
+        self.counts: Counter[tuple[Op, State]] = Counter()
+        self.meta: dict[str, Any] = {}
+        self._known_artists: set[str] = set()
+        self.commit_seconds = 0.0
+        self.commits = 0
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    async def open(
+        cls, path: Path, out_dir: Path, fingerprint: Mapping[str, Any] | None
+    ) -> Checkpoint:
+        """Open or create; refuse a checkpoint of another crawl or a damaged one, never reset it.
+
+        With ``fingerprint=None`` the checkpoint is opened read-only and the output files are
+        left alone, so ``status`` can look at a crawl that is running.
+        """
+        readonly = fingerprint is None
+        if not readonly:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists() and path.stat().st_size > 0
+        try:
+            if readonly:
+                db = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            else:
+                db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"{path}: cannot open checkpoint: {exc}") from None
+        self = cls(db, path, out_dir)
+        try:
+            if readonly:
+                await self._load_meta()
+            else:
+                await self._prepare(existed, dict(fingerprint))
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise CheckpointError(
+                f"{path}: checkpoint is unreadable ({exc}); it was left untouched — move it "
+                "away or rerun with --fresh to start afresh"
+            ) from None
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _prepare(self, existed: bool, fingerprint: dict[str, Any]) -> None:
+        db = self._db
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA cache_size=-65536")
+        await db.execute("PRAGMA temp_store=MEMORY")
+        if existed:
+            await self._check_existing(fingerprint)
+        await db.executescript(_SCHEMA)
+        await db.execute("CREATE TEMP TABLE IF NOT EXISTS cand(op INTEGER, key TEXT, state INT)")
+        await self._load_meta()
+        if not existed or "fingerprint" not in self.meta:
+            await self._write_meta({"schema": SCHEMA_VERSION, "fingerprint": fingerprint})
+        lengths = {}
+        async with db.execute("SELECT name, length FROM output") as cursor:
+            lengths = {name: length async for name, length in cursor}
+        for op, name in OUTPUT_FILES.items():
+            self.sinks[op] = JsonlSink(self.out_dir / name, lengths.get(name, 0))
+
+    async def _load_meta(self) -> None:
+        async with self._db.execute("SELECT key, value FROM meta") as cursor:
+            self.meta = {key: orjson.loads(value) async for key, value in cursor}
+        self.counts = _counts_from_json(self.meta.get("counts", []))
+
+    async def _check_existing(self, fingerprint: dict[str, Any]) -> None:
+        async with self._db.execute(
+            "SELECT value FROM meta WHERE key IN ('schema', 'fingerprint') ORDER BY key"
+        ) as cursor:
+            rows = [orjson.loads(value) for (value,) in await cursor.fetchall()]
+        if len(rows) != 2:
+            raise sqlite3.DatabaseError("not a spotify-crawler checkpoint")
+        stored, schema = rows
+        if schema != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{self.path}: checkpoint schema {schema} is not {SCHEMA_VERSION}; "
+                "rerun with --fresh to start afresh"
+            )
+        if stored != fingerprint:
+            changed = sorted(
+                k for k in fingerprint.keys() | stored.keys() if fingerprint.get(k) != stored.get(k)
+            )
+            raise CheckpointError(
+                f"{self.path}: this checkpoint was made with different settings "
+                f"({', '.join(changed)}); restore them to continue that crawl, "
+                "or rerun with --fresh to start afresh"
+            )
+
+    async def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+        self.sinks.clear()
+        await self._db.close()
+
+    # ---------------------------------------------------------------- reading
+
+    async def reset_failed(self) -> int:
+        """Failed work of earlier runs gets a new chance: that is what a rerun is for."""
+        failed = sum(self._move_count(op, State.FAILED, State.PENDING) for op in Op)
+        if failed:
+            await self._db.execute("BEGIN")
+            await self._db.execute("UPDATE task SET state = 0 WHERE state = 3")
+            await self._db.execute("DELETE FROM failure")
+            await self._write_meta({"counts": self._counts_json()})
+            await self._db.execute("COMMIT")
+        return failed
+
+    async def load_pending(self, op: Op, after_seq: int, limit: int) -> list[Task]:
+        async with self._db.execute(
+            "SELECT seq, key FROM task WHERE op = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
+            (int(op), after_seq, limit),
+        ) as cursor:
+            return [Task(seq, op, key) for seq, key in await cursor.fetchall()]
+
+    def pending(self, op: Op | None = None) -> int:
+        ops = Op if op is None else (op,)
+        return sum(self.counts[(o, State.PENDING)] for o in ops)
+
+    async def failures(self, limit: int = 20) -> list[tuple[str, str, str]]:
+        async with self._db.execute(
+            "SELECT op, key, reason FROM failure ORDER BY at LIMIT ?", (limit,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(Op(op).name.lower(), key, reason) for op, key, reason in rows]
+
+    # ---------------------------------------------------------------- writing
+
+    async def commit(
+        self,
+        outcomes: Iterable[Outcome],
+        seeds: Iterable[tuple[Op, str]] = (),
+        meta: Mapping[str, Any] | None = None,
+        artist_budget: int | None = None,
+    ) -> list[Task]:
+        """Apply outcomes (and seed tasks) in one transaction; return the tasks that are new.
+
+        ``artist_budget`` caps how many new artist tasks may be admitted (``max_artists``).
+        """
+        started = time.perf_counter()
+        outcomes = list(outcomes)
+        db = self._db
+        await db.execute("BEGIN")
+        try:
+            new_tasks = await self._apply(outcomes, list(seeds), artist_budget)
+            lengths = await asyncio.to_thread(self._flush_sinks)
+            await db.executemany(
+                "INSERT INTO output(name, length) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET length = excluded.length",
+                [(OUTPUT_FILES[op], length) for op, length in lengths.items()],
+            )
+            await self._write_meta({**(meta or {}), "counts": self._counts_json()})
+            await db.execute("COMMIT")
+        except BaseException:
+            await self._rollback()
+            raise
+        self.commit_seconds += time.perf_counter() - started
+        self.commits += 1
+        return new_tasks
+
+    async def _apply(
+        self, outcomes: list[Outcome], seeds: list[tuple[Op, str]], artist_budget: int | None
+    ) -> list[Task]:
+        db = self._db
+        known = self._known_artists
+        candidates = [(int(op), key, 0) for op, key in seeds]
+        new_lines: dict[tuple[int, str], tuple[Op, bytes]] = {}
+        for outcome in outcomes:
+            candidates.extend(
+                (op, key, 0)
+                for op, key in outcome.discovered
+                if op != Op.ARTIST or key not in known
+            )
+            for op, key, line in outcome.new_lines:
+                candidates.append((op, key, State.DONE))
+                new_lines.setdefault((op, key), (op, line))
+        new_tasks: list[Task] = []
+        if candidates:
+            await db.executemany("INSERT INTO cand(op, key, state) VALUES (?, ?, ?)", candidates)
+            excess = await self._cap_new_artists(artist_budget) if artist_budget is not None else ()
+            async with db.execute(
+                "INSERT INTO task(op, key, state) SELECT op, key, state FROM cand WHERE true "
+                "ON CONFLICT DO NOTHING RETURNING seq, op, key, state"
+            ) as cursor:
+                inserted = await cursor.fetchall()
+            await db.execute("DELETE FROM cand")
+            for seq, op, key, state in sorted(inserted):
+                self.counts[(op, state)] += 1  # int keys: equal to and hashed as the enums
+                if state == State.PENDING:
+                    new_tasks.append(Task(seq, _OPS[op], key))
+                else:
+                    sink_op, line = new_lines[(op, key)]
+                    self.sinks[sink_op].add(line)
+            self._remember_artists(
+                {key for op, key, _ in candidates if op == Op.ARTIST}.difference(excess)
+            )
+        updates = []
+        failures = []
+        now = time.time()
+        for outcome in outcomes:
+            for op, line in outcome.lines:
+                self.sinks[op].add(line)
+            for task, state in outcome.states:
+                updates.append((int(state), task.seq))
+                self._move_count(task.op, State.PENDING, state, 1)
+            failures.extend((int(t.op), t.key, reason, now) for t, reason in outcome.failures)
+        if updates:
+            await db.executemany("UPDATE task SET state = ? WHERE seq = ?", updates)
+        if failures:
+            await db.executemany(
+                "INSERT OR REPLACE INTO failure(op, key, reason, at) VALUES (?, ?, ?, ?)", failures
+            )
+        return new_tasks
+
+    def _remember_artists(self, keys: set[str]) -> None:
+        """Artists are credited again and again; keys known to be stored skip the database.
+
+        Bounded: when full the cache starts over, which costs only database lookups.
+        """
+        if len(self._known_artists) + len(keys) > KNOWN_ARTISTS_CAP:
+            self._known_artists.clear()
+        self._known_artists |= keys
+
+    async def _cap_new_artists(self, budget: int) -> list[str]:
+        async with self._db.execute(
+            "SELECT DISTINCT key FROM cand WHERE op = ? AND NOT EXISTS "
+            "(SELECT 1 FROM task WHERE task.op = cand.op AND task.key = cand.key)",
+            (int(Op.ARTIST),),
+        ) as cursor:
+            fresh = [key for (key,) in await cursor.fetchall()]
+        excess = fresh[max(budget, 0) :]
+        if excess:
+            await self._db.executemany(
+                "DELETE FROM cand WHERE op = ? AND key = ?", [(int(Op.ARTIST), k) for k in excess]
+            )
+        return excess
+
+    def _flush_sinks(self) -> dict[Op, int]:
+        return {op: sink.flush() for op, sink in self.sinks.items()}
+
+    async def _rollback(self) -> None:
+        for sink in self.sinks.values():
+            sink.discard()
+        with contextlib.suppress(sqlite3.Error):  # already gone if e.g. the disk filled up
+            await self._db.execute("ROLLBACK")
+        # Our in-memory counters went ahead of the database: reload them from the last commit.
+        async with self._db.execute("SELECT value FROM meta WHERE key = 'counts'") as cursor:
+            row = await cursor.fetchone()
+        self.counts = _counts_from_json(orjson.loads(row[0]) if row else [])
+
+    def _move_count(self, op: Op, src: State, dst: State, n: int | None = None) -> int:
+        moved = self.counts[(op, src)] if n is None else n
+        self.counts[(op, src)] -= moved
+        self.counts[(op, dst)] += moved
+        return moved
+
+    def _counts_json(self) -> list[tuple[int, int, int]]:
+        return [(int(op), int(state), n) for (op, state), n in sorted(self.counts.items()) if n]
+
+    async def _write_meta(self, values: Mapping[str, Any]) -> None:
+        self.meta.update(values)
+        await self._db.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(key, orjson.dumps(value)) for key, value in values.items()],
+        )
+
+
+def _counts_from_json(rows: list[list[int]]) -> Counter[tuple[Op, State]]:
+    return Counter({(Op(op), State(state)): n for op, state, n in rows})

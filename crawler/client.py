@@ -1,0 +1,326 @@
+"""The Spotify Web API as the engine sees it: IDs in, parsed JSON out.
+
+Each method knows its endpoint's meaning of the final answers (see transport.py): a 404 on a
+single ID is a missing entity, a 403 on a batch endpoint means this app must fetch one ID at a
+time, and so on. What is learned that way lives in ``capabilities``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from crawler.auth import TokenSource
+from crawler.capabilities import (
+    BATCH_FLAGS,
+    BATCH_SIZES,
+    DEVELOPMENT_ALBUMS_LIMIT,
+    BatchKind,
+    Capabilities,
+    Learnable,
+)
+from crawler.config import ApiConfig, Credential
+from crawler.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.http import ApiHttp, checked_origin, open_session
+from crawler.ratelimit import AccountPool, PoolStatus
+from crawler.retry import Backoff
+from crawler.stats import Stats
+from crawler.transport import Reply, Shape, Transport
+
+log = logging.getLogger("crawler.client")
+
+PAGE_LIMIT = 50
+SEARCH_LIMIT = 10
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Entities:
+    """A kind of entity fetched by ID: ``GET path?ids=…`` in batches, ``GET path/{id}`` alone."""
+
+    kind: BatchKind
+    path: str
+    key: str  # the list's key in a batch response
+    batch: str  # endpoint name in stats and errors
+    single: str | None  # None: no single-ID fallback, a refused batch disables the edge
+
+
+ARTISTS = _Entities("artists", "/v1/artists", "artists", "artists.batch", "artists")
+ALBUMS = _Entities("albums", "/v1/albums", "albums", "albums.batch", "album")
+TRACKS = _Entities("tracks", "/v1/tracks", "tracks", "tracks.batch", "track")
+FEATURES = _Entities(
+    "audio-features", "/v1/audio-features", "audio_features", "audio_features.batch", None
+)
+
+
+def _is_object(data: Any) -> bool:
+    return isinstance(data, dict)
+
+
+def _is_page(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("items"), list)
+
+
+def _has_list(key: str, length: int | None = None) -> Shape:
+    def check(data: Any) -> bool:
+        items = data.get(key) if isinstance(data, dict) else None
+        return isinstance(items, list) and (
+            length is None
+            or (len(items) == length and all(i is None or isinstance(i, dict) for i in items))
+        )
+
+    return check
+
+
+def _search_shape(data: Any) -> bool:
+    return isinstance(data, dict) and _is_page(data.get("artists"))
+
+
+def _unexpected(endpoint: str, reply: Reply) -> RequestFailed:
+    return RequestFailed(endpoint, reply.describe())
+
+
+def _accounts(credentials: Sequence[Credential]) -> dict[str, tuple[int, float]]:
+    """(rate, window) per account; its credentials must agree, as they describe one quota."""
+    if not credentials:
+        raise ConfigError("no credentials configured")
+    limits: dict[str, tuple[int, float]] = {}
+    for c in credentials:
+        if limits.setdefault(c.account, (c.rate, c.window_s)) != (c.rate, c.window_s):
+            raise ConfigError(
+                f"credentials of account {c.account!r} disagree on rate or window_s; "
+                "they share one quota, so give them the same values"
+            )
+    return limits
+
+
+async def _gather(aws: Iterable[Awaitable[Any]]) -> list[Any]:
+    """asyncio.gather that cancels the siblings of the first failure instead of orphaning them."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
+class SpotifyClient:
+    """Async context manager owning the HTTP session; share one instance among all workers."""
+
+    def __init__(
+        self,
+        api: ApiConfig,
+        credentials: Sequence[Credential],
+        *,
+        concurrency: int,
+        stats: Stats,
+        capabilities: Capabilities | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """``capabilities`` from an earlier run's checkpoint replace those of ``api.mode``."""
+        checked_origin(api.base_url, "base_url")
+        checked_origin(api.token_url, "token_url")
+        self.api = api
+        self.capabilities = capabilities or Capabilities.for_mode(api.mode)
+        self._credentials = tuple(credentials)
+        self._concurrency = concurrency
+        self._stats = stats
+        self._backoff = backoff or Backoff()
+        self._pool = AccountPool(
+            _accounts(self._credentials),
+            max_retry_after_s=api.max_retry_after_s,
+            backoff=self._backoff,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = session = open_session(self.api, self._concurrency)
+        tokens: dict[str, list[TokenSource]] = {}
+        for credential in self._credentials:
+            tokens.setdefault(credential.account, []).append(
+                TokenSource(
+                    credential,
+                    self.api.token_url,
+                    session,
+                    self._stats,
+                    backoff=self._backoff,
+                    max_retries=self.api.max_retries,
+                )
+            )
+        self._transport = Transport(
+            ApiHttp(session, self.api.base_url),
+            self.api.base_url,
+            self._pool,
+            tokens,
+            self._stats,
+            backoff=self._backoff,
+            max_retries=self.api.max_retries,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self._session = self._transport = None
+
+    def status(self) -> PoolStatus:
+        """Per-account snapshot for progress displays (rate, parked until, quota exceeded)."""
+        return self._pool.status()
+
+    async def _get(
+        self, endpoint: str, path: str, params: dict[str, str] | None = None, *, shape: Shape
+    ) -> Reply:
+        if self._transport is None:
+            raise RuntimeError("use SpotifyClient as `async with SpotifyClient(...) as client`")
+        return await self._transport.get(endpoint, path, params, shape=shape)
+
+    def _learn(self, name: Learnable, value: bool | int, warning: str) -> None:
+        if self.capabilities.learn(name, value):
+            log.warning("%s", warning)
+
+    # -------------------------------------------------------------- entities by ID
+
+    async def artists(self, ids: Sequence[str]) -> list[Json | None]:
+        return await self._entities(ARTISTS, ids)
+
+    async def albums(self, ids: Sequence[str]) -> list[Json | None]:
+        return await self._entities(ALBUMS, ids)
+
+    async def tracks(self, ids: Sequence[str]) -> list[Json | None]:
+        return await self._entities(TRACKS, ids)
+
+    async def audio_features(self, ids: Sequence[str]) -> list[Json | None]:
+        """Features aligned with ``ids``; EdgeUnavailable when this app may not read them."""
+        return await self._entities(FEATURES, ids)
+
+    async def _entities(self, spec: _Entities, ids: Sequence[str]) -> list[Json | None]:
+        if len(ids) > BATCH_SIZES[spec.kind]:
+            raise ValueError(f"at most {BATCH_SIZES[spec.kind]} {spec.kind} per call")
+        if not ids:
+            return []
+        flag = BATCH_FLAGS[spec.kind]
+        if getattr(self.capabilities, flag) is False:
+            return await self._singles(spec, ids)
+        reply = await self._get(
+            spec.batch, spec.path, {"ids": ",".join(ids)}, shape=_has_list(spec.key, len(ids))
+        )
+        if reply.status == 200:
+            self.capabilities.learn(flag, True)
+            return list(reply.data[spec.key])
+        if reply.status != 403:
+            raise _unexpected(spec.batch, reply)
+        if spec.single is None:
+            self._learn(flag, False, f"{spec.kind} are refused to this app (403): skipping them")
+        else:
+            self._learn(
+                flag,
+                False,
+                f"the {spec.kind} batch endpoint is refused to this app (403, development "
+                f"mode?): fetching {spec.kind} one ID at a time",
+            )
+        return await self._singles(spec, ids)
+
+    async def _singles(self, spec: _Entities, ids: Sequence[str]) -> list[Json | None]:
+        if spec.single is None:
+            raise EdgeUnavailable(spec.batch)
+        return await _gather(self._single(spec.single, f"{spec.path}/{i}") for i in ids)
+
+    async def _single(self, endpoint: str, path: str) -> Json | None:
+        reply = await self._get(endpoint, path, shape=_is_object)
+        if reply.status == 200:
+            return reply.data
+        if reply.status == 404:
+            return None
+        raise _unexpected(endpoint, reply)
+
+    async def playlist(self, playlist_id: str) -> Json | None:
+        return await self._single("playlist", f"/v1/playlists/{playlist_id}")
+
+    # -------------------------------------------------------------- edges and pages
+
+    async def related_artists(self, artist_id: str) -> list[Json]:
+        """EdgeUnavailable once the endpoint is known to be refused (404/403 for new apps).
+
+        The engine only asks about artists that exist, so while the endpoint is not known to
+        work, a 404 means the endpoint is gone rather than the artist.
+        """
+        endpoint = "related_artists"
+        if self.capabilities.related_artists is False:
+            raise EdgeUnavailable(endpoint)
+        reply = await self._get(
+            endpoint, f"/v1/artists/{artist_id}/related-artists", shape=_has_list("artists")
+        )
+        if reply.status == 200:
+            self.capabilities.learn("related_artists", True)
+            return list(reply.data["artists"])
+        if reply.status == 403 or (
+            reply.status == 404 and self.capabilities.related_artists is not True
+        ):
+            self._learn(
+                "related_artists",
+                False,
+                f"related artists are not available to this app ({reply.status}): "
+                "skipping that edge",
+            )
+            raise EdgeUnavailable(endpoint)
+        if reply.status == 404:
+            return []
+        raise _unexpected(endpoint, reply)
+
+    async def artist_albums(
+        self, artist_id: str, include_groups: Sequence[str], offset: int = 0
+    ) -> Json:
+        """One page; its size is the largest this app may ask for (50, or 10 in development)."""
+        endpoint = "artist.albums"
+        limit = self.capabilities.artist_albums_limit
+        params = {"limit": str(limit), "offset": str(offset)}
+        if include_groups:
+            params["include_groups"] = ",".join(include_groups)
+        reply = await self._get(endpoint, f"/v1/artists/{artist_id}/albums", params, shape=_is_page)
+        if reply.status == 400 and limit > DEVELOPMENT_ALBUMS_LIMIT:
+            self._learn(
+                "artist_albums_limit",
+                DEVELOPMENT_ALBUMS_LIMIT,
+                f"artist albums refused limit={limit} (400, development mode?): "
+                f"using pages of {DEVELOPMENT_ALBUMS_LIMIT}",
+            )
+            return await self.artist_albums(artist_id, include_groups, offset)
+        return self._page(endpoint, reply)
+
+    async def album_tracks(self, album_id: str, offset: int) -> Json:
+        return await self._paged("album.tracks", f"/v1/albums/{album_id}/tracks", offset)
+
+    async def playlist_items(self, playlist_id: str, offset: int) -> Json:
+        return await self._paged("playlist.items", f"/v1/playlists/{playlist_id}/items", offset)
+
+    async def _paged(self, endpoint: str, path: str, offset: int) -> Json:
+        params = {"limit": str(PAGE_LIMIT), "offset": str(offset)}
+        return self._page(endpoint, await self._get(endpoint, path, params, shape=_is_page))
+
+    @staticmethod
+    def _page(endpoint: str, reply: Reply) -> Json:
+        """A page's owner is known to exist, so anything but 200 (even 404) is a failure."""
+        if reply.status != 200:
+            raise _unexpected(endpoint, reply)
+        return reply.data
+
+    async def search_artists(self, query: str) -> list[Json]:
+        """The first page of artists matching ``query``."""
+        params = {"q": query, "type": "artist", "limit": str(SEARCH_LIMIT)}
+        reply = await self._get("search", "/v1/search", params, shape=_search_shape)
+        if reply.status != 200:
+            raise _unexpected("search", reply)
+        return list(reply.data["artists"]["items"])

@@ -1,0 +1,159 @@
+"""One API request from the caller's point of view: retried until it has a final answer.
+
+Final answers are 2xx with a body of the expected shape, and 4xx other than 401/429 (the
+caller decides what a 403 or 404 means for its endpoint). Everything else is retried:
+
+* 429: park the account (ratelimit.AccountPool), then retry at once on whichever account is
+  free; not counted against ``max_retries``, since waiting is the cure;
+* 401: the token was refused (expired); invalidate exactly that token and retry at once;
+* 5xx, connection errors, timeouts, truncated or unparsable bodies, bodies of the wrong
+  shape: retry after a jittered exponential backoff.
+
+Once ``max_retries`` retries have failed, RequestFailed carries the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from crawler.auth import TokenSource
+from crawler.errors import RequestFailed
+from crawler.http import ApiHttp, RawResponse
+from crawler.ratelimit import AccountPool, Ticket
+from crawler.retry import TRANSIENT_ERRORS, Backoff, describe
+from crawler.stats import Stats
+
+log = logging.getLogger("crawler.client")
+
+Shape = Callable[[Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    data: Any  # the parsed JSON body; None if there was none or it did not parse
+
+    def describe(self) -> str:
+        """``HTTP 400: invalid id``: the status and the API's own error message, if any."""
+        error = self.data.get("error") if isinstance(self.data, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        return (
+            f"HTTP {self.status}: {message}" if isinstance(message, str) else f"HTTP {self.status}"
+        )
+
+
+class Transport:
+    def __init__(
+        self,
+        http: ApiHttp,
+        base_url: str,
+        pool: AccountPool,
+        tokens: Mapping[str, Sequence[TokenSource]],
+        stats: Stats,
+        *,
+        backoff: Backoff,
+        max_retries: int,
+    ) -> None:
+        """``tokens`` maps each account name to the token sources of its credentials."""
+        self._http = http
+        self._base_url = base_url
+        self._pool = pool
+        self._tokens: dict[str, Iterator[TokenSource]] = {
+            name: itertools.cycle(sources) for name, sources in tokens.items()
+        }
+        self._stats = stats
+        self._backoff = backoff
+        self._max_retries = max_retries
+
+    async def get(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        shape: Shape,
+    ) -> Reply:
+        """GET ``path``; ``shape`` checks a 2xx body, ``endpoint`` names it in stats and errors."""
+        url = self._base_url + path
+        failures = 0
+        while True:
+            ticket = await self._pool.acquire()
+            source = next(self._tokens[ticket.account.name])
+            token = await source.token()
+            try:
+                raw = await self._http.get(url, params, token)
+            except TRANSIENT_ERRORS as exc:
+                reason, pause = describe(exc), True
+            else:
+                self._stats.record_response(endpoint, raw.status)
+                if raw.status == 429:
+                    self._rate_limited(ticket, raw)
+                    self._stats.retries += 1
+                    continue
+                if raw.status == 401:
+                    source.invalidate(token)  # a fresh token needs no backoff
+                    reason, pause = "HTTP 401 (access token refused)", False
+                else:
+                    self._pool.accepted(ticket)
+                    reply = Reply(raw.status, _loads(raw.body))
+                    reason, pause = _retry_reason(reply, shape), True
+                    if reason is None:
+                        return reply
+            if failures >= self._max_retries:
+                raise RequestFailed(endpoint, reason)
+            self._stats.retries += 1
+            log.debug("%s: %s; retrying", endpoint, reason)
+            if pause:
+                await asyncio.sleep(self._backoff.delay(failures))
+            failures += 1
+
+    def _rate_limited(self, ticket: Ticket, raw: RawResponse) -> None:
+        self._pool.rate_limited(
+            ticket, _retry_after(raw.retry_after), quota_exceeded=_quota_exceeded(raw.body)
+        )
+
+
+def _retry_reason(reply: Reply, shape: Shape) -> str | None:
+    """Why a (non-401, non-429) reply is worth retrying, or None if it is final."""
+    if reply.status >= 500:
+        return reply.describe()
+    if not 200 <= reply.status < 300:
+        return None
+    if reply.data is None:
+        return "truncated or invalid JSON body"
+    if not shape(reply.data):
+        return "response body of an unexpected shape"
+    return None
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds; None if missing, empty or not a number (e.g. an HTTP date)."""
+    try:
+        seconds = float(value) if value else math.nan
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _quota_exceeded(body: bytes) -> bool:
+    data = _loads(body)
+    if not isinstance(data, dict):
+        return False
+    error = data.get("error")
+    reasons = (data.get("reason"), error.get("reason") if isinstance(error, dict) else None)
+    return "QUOTA_EXCEEDED" in reasons

@@ -1,0 +1,466 @@
+"""Machinery of scripts/bench.py: the simulator process, measured crawls, ground-truth checks.
+
+Every measurement here is taken from outside the process being measured, so the crawler and
+the peer scripts are judged alike: wall time from spawn to exit, CPU time and peak RSS from
+the kernel's accounting of that one child (`os.wait4`), API calls and their timing from the
+simulator's own counters (GET /__stats), and correctness by comparing the output files with
+the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+from peers.peerlib import DEFAULT_CLIENT, KINDS, OUTPUT_FILES, Kind
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = Path(__file__).resolve().parent / "peers"
+TOKEN_ENDPOINT = "token"  # the simulator's stats name for POST /api/token
+EXPANSION = {
+    "related_artists": True,
+    "artist_albums": ("album", "single", "compilation"),
+    "album_tracks": True,
+    "tracks": "auto",
+    "audio_features": True,
+    "track_artists": True,
+}
+
+# -- small HTTP client for the simulator's control endpoints -------------------------------
+
+
+def _http(method: str, url: str) -> Any:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def api_calls(stats: dict[str, Any]) -> int:
+    """Requests other than token requests: what a crawl spends of the API quota."""
+    return int(stats["total"]) - int(stats["by_endpoint"].get(TOKEN_ENDPOINT, 0))
+
+
+def throttled(stats: dict[str, Any]) -> int:
+    return int(stats["by_status"].get("429", 0))
+
+
+# -- the simulator -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """A simulator's command line; `clients` are ID:SECRET:ACCOUNT[:RATE] strings."""
+
+    artists: int
+    seed: int = 1
+    latency_ms: float = 0.0
+    rate: int = 0
+    window_s: float = 30.0
+    clients: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        argv = [
+            *("--artists", str(self.artists), "--seed", str(self.seed)),
+            *("--latency-ms", str(self.latency_ms), "--rate", str(self.rate)),
+            *("--window-s", str(self.window_s)),
+        ]
+        for client in self.clients:
+            argv += ["--client", client]
+        return argv
+
+
+class Sim:
+    """`python -m crawler sim` on a free loopback port, in its own process (its own core)."""
+
+    def __init__(self, spec: SimSpec) -> None:
+        self.spec = spec
+        cmd = [sys.executable, "-m", "crawler", "sim", "--host", "127.0.0.1", "--port", "0"]
+        self._proc = subprocess.Popen(
+            [*cmd, *spec.argv()], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        found = re.search(r"http://\S+", line)
+        if found is None:
+            self.close()
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        self.url = found.group(0).rstrip("/")
+
+    def stats(self) -> dict[str, Any]:
+        return _http("GET", f"{self.url}/__stats")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the simulator has used: when its deltas near a crawl's wall time, the
+        simulator, not the crawler, sets the pace."""
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def reset(self) -> None:
+        _http("POST", f"{self.url}/__stats/reset")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> Sim:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class StatsPoller:
+    """Samples the simulator's counters from a thread, to time the first and last API request.
+
+    /__stats has counters but no timestamps, so a request's time is known to within one
+    polling interval (plus one loopback round trip); `on_sample` may stop a crawl early.
+    """
+
+    def __init__(
+        self,
+        sim: Sim,
+        interval_s: float,
+        on_sample: Callable[[float, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._sim = sim
+        self._interval_s = interval_s
+        self._on_sample = on_sample
+        self._stop = threading.Event()
+        self.first_at: float | None = None  # monotonic time the first API call was seen
+        self.last_at: float | None = None  # ... and the time the final count was first seen
+        self._last_count = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StatsPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # the final count, so a crawl's last requests are never missed
+
+    def _sample(self) -> None:
+        stats = self._sim.stats()
+        now = time.monotonic()
+        count = api_calls(stats)
+        if count and self.first_at is None:
+            self.first_at = now
+        if count != self._last_count:
+            self.last_at, self._last_count = now, count
+        if self._on_sample is not None:
+            self._on_sample(now, stats)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+
+# -- measured child processes --------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """A finished child: wall seconds from spawn to exit, and the kernel's usage of it."""
+
+    argv: list[str]
+    returncode: int
+    started: float  # monotonic
+    wall_s: float
+    user_s: float
+    sys_s: float
+    max_rss_mb: float
+    stderr_tail: str
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """VmHWM, the process's own RSS high-water mark, or None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def run_measured(
+    argv: Sequence[str],
+    log_path: Path,
+    timeout_s: float,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> Proc:
+    """Runs argv to completion; stdout and stderr go to `log_path`.
+
+    CPU time comes from `os.wait4`, the kernel's account of exactly this child (unlike
+    RUSAGE_CHILDREN deltas, which would also count a simulator that exits meanwhile).  Peak
+    RSS comes from /proc/PID/status VmHWM, polled every 0.2 s: wait4's ru_maxrss is no use
+    here, as it keeps the high-water mark of the forked copy of this (large) harness process
+    from before exec.  VmHWM only grows, so polling misses at most the last 0.2 s of growth.
+    A watchdog kills the child after `timeout_s`.
+    """
+    with log_path.open("wb") as log:
+        started = time.monotonic()
+        proc = subprocess.Popen(list(argv), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        peak = [0.0]
+        done = threading.Event()
+
+        def watch_rss() -> None:
+            while True:
+                rss = _peak_rss_mb(proc.pid)
+                if rss is not None:
+                    peak[0] = max(peak[0], rss)
+                if done.wait(0.2):
+                    return
+
+        watcher = threading.Thread(target=watch_rss, daemon=True)
+        watcher.start()
+        watchdog = threading.Timer(timeout_s, proc.kill)
+        watchdog.start()
+        try:
+            if on_start is not None:
+                on_start(proc)
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            wall = time.monotonic() - started
+            watchdog.cancel()
+            done.set()
+            watcher.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    tail = log_path.read_bytes()[-2000:].decode(errors="replace")
+    return Proc(
+        argv=list(argv),
+        returncode=proc.returncode,
+        started=started,
+        wall_s=wall,
+        user_s=usage.ru_utime,
+        sys_s=usage.ru_stime,
+        max_rss_mb=peak[0],
+        stderr_tail=tail,
+    )
+
+
+# -- ground truth and output checks --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Truth:
+    seeds: tuple[str, ...]
+    ids: dict[Kind, frozenset[str]]
+    min_calls: int
+    calls: dict[str, int]
+
+
+def ground_truth(artists: int, seed: int, seed_artists: int = 1) -> Truth:
+    """What an exhaustive crawl from the first `seed_artists` artists of the catalog writes."""
+    from crawler.sim.catalog import Catalog
+    from crawler.sim.groundtruth import Expansion, Seeds
+    from crawler.sim.groundtruth import ground_truth as compute
+
+    catalog = Catalog(artists, seed=seed)
+    seeds = tuple(catalog.artist_id(i) for i in range(seed_artists))
+    truth = compute(catalog, Seeds(artists=seeds), Expansion(**EXPANSION), mode="extended")
+    ids: dict[Kind, frozenset[str]] = {
+        "artists": truth.artists,
+        "albums": truth.albums,
+        "tracks": truth.tracks,
+        "audio_features": truth.audio_features,
+    }
+    return Truth(seeds, ids, truth.min_calls, dict(truth.calls))
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    written: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def entities(self) -> int:
+        return sum(self.written.values())
+
+
+def _ids_in(path: Path) -> Iterator[str]:
+    with path.open("rb") as f:
+        for line in f:
+            yield orjson.loads(line)["id"]
+
+
+def verify(out_dir: Path, truth: Truth) -> Verdict:
+    """Exact ID sets and no duplicate lines in each output file, or the crawl does not count."""
+    written: dict[str, int] = {}
+    problems: list[str] = []
+    for kind in KINDS:
+        path = out_dir / OUTPUT_FILES[kind]
+        if not path.exists():
+            problems.append(f"{path.name}: missing")
+            continue
+        seen: set[str] = set()
+        lines = 0
+        for spotify_id in _ids_in(path):
+            seen.add(spotify_id)
+            lines += 1
+        written[kind] = lines
+        want = truth.ids[kind]
+        if lines != len(seen):
+            problems.append(f"{path.name}: {lines - len(seen)} duplicate lines")
+        if seen != want:
+            problems.append(
+                f"{path.name}: {len(want - seen)} missing, {len(seen - want)} unexpected"
+            )
+    return Verdict(not problems, written, problems)
+
+
+# -- crawler configuration -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credential:
+    client_id: str
+    client_secret: str
+    account: str
+    rate: int = 0
+    window_s: float = 30.0
+
+
+DEFAULT_CREDENTIAL = Credential(*DEFAULT_CLIENT, "sim-account")
+
+
+def _toml(value: Any) -> str:
+    """TOML literals for the few types a config uses (json strings are valid TOML strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, Iterable):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def crawler_config(
+    url: str,
+    seeds: Iterable[str],
+    out_dir: Path,
+    credentials: Sequence[Credential] = (DEFAULT_CREDENTIAL,),
+    *,
+    max_artists: int = 0,
+    crawl: dict[str, Any] | None = None,
+) -> str:
+    """A crawl.toml for one benchmark run: the simulator's addresses, the peers' expansion."""
+    sections: list[tuple[str, dict[str, Any]]] = [("[[credentials]]", vars(c)) for c in credentials]
+    sections += [
+        ("[api]", {"base_url": url, "token_url": f"{url}/api/token", "mode": "extended"}),
+        ("[seeds]", {"artists": list(seeds)}),
+        ("[expand]", {**EXPANSION, "max_artists": max_artists}),
+        ("[crawl]", {"out_dir": out_dir, "progress": "off", **(crawl or {})}),
+    ]
+    lines: list[str] = []
+    for header, values in sections:
+        lines.append(header)
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def crawler_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "crawler", "crawl", "-c", str(config)]
+
+
+def peer_argv(script: str, url: str, out_dir: Path, seeds: Iterable[str]) -> list[str]:
+    argv = [sys.executable, str(PEERS / script), "--api", url, "--out", str(out_dir)]
+    for seed in seeds:
+        argv += ["--artist", seed]
+    return argv
+
+
+def read_stats_json(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "stats.json"
+    return orjson.loads(path.read_bytes()) if path.exists() else {}
+
+
+# -- reporting -----------------------------------------------------------------------------
+
+
+def median(values: Iterable[float]) -> float:
+    vals = list(values)
+    return statistics.median(vals) if vals else float("nan")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table, column-aligned so it also reads well in a terminal."""
+    cells = [list(headers)] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores, from /proc/stat).
+
+    The machine is shared: a run's busy delta minus the crawler's and the simulator's CPU is
+    what other processes took from the two cores meanwhile, reported so that a disturbed
+    measurement can be recognised.
+    """
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,175 @@
+"""A scriptable stand-in for the API, for client tests that need exact control over replies.
+
+The simulator covers realistic behaviour; this fake covers what must be forced precisely:
+which token is refused, a 429 with no header and no body, a redirect to a foreign origin.
+Every token it issues is remembered, so tests can look for them in logs and errors.
+(Named test_client_* only to live with the client tests; it holds no tests itself.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from crawler.client import SpotifyClient
+from crawler.config import ApiConfig, Credential
+from crawler.retry import Backoff
+from crawler.sim.catalog import Catalog
+from crawler.sim.server import SimServer
+from crawler.stats import Stats
+
+CLIENT_ID = "fakeclientid0123456789"
+SECRET = "s3cr3t-do-not-log-0123456789abcdef"
+CREDENTIAL = Credential(CLIENT_ID, SECRET, "acct", rate=10_000, window_s=1.0)
+
+# A reply to script: a status and optional headers and JSON body (raw bytes pass through).
+# Status DROP closes the connection without answering; SLOW answers 200 after a second.
+Scripted = tuple[int, dict[str, str], object]
+DROP, SLOW = 0, -1
+
+
+def json_reply(status: int, body: object = None, headers: dict[str, str] | None = None) -> Scripted:
+    return status, headers or {}, body
+
+
+@dataclass
+class Recorder:
+    """An HTTP server that answers 200 {} to anything and records each request's headers."""
+
+    requests: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(dict(request.headers))
+        return web.json_response({})
+
+
+@dataclass
+class FakeApi:
+    """Token endpoint plus ``GET /v1/...``; API replies come from ``script``, else 200 {"ok"}."""
+
+    expires_in: int = 3600
+    tokens: list[str] = field(default_factory=list)
+    token_requests: int = 0
+    refused: set[str] = field(default_factory=set)  # tokens answered with 401
+    script: deque[Scripted] = field(default_factory=deque)
+    api_requests: list[str] = field(default_factory=list)
+    url: str = ""
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def api(self, **changes: Any) -> ApiConfig:
+        return ApiConfig(base_url=self.url, token_url=f"{self.url}/api/token", **changes)
+
+    async def token(self, request: web.Request) -> web.Response:
+        self.token_requests += 1
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+        if scheme != "Basic" or (client_id, secret) != (CLIENT_ID, SECRET):
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "Invalid client"}, status=400
+            )
+        token = f"BQfake-token-{next(self._counter)}-{'x' * 20}"
+        self.tokens.append(token)
+        return web.json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.api_requests.append(request.path_qs)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens or token in self.refused:
+            return web.json_response(
+                {"error": {"status": 401, "message": "The access token expired"}}, status=401
+            )
+        status, headers, body = self.script.popleft() if self.script else (200, {}, {"ok": 1})
+        if status == DROP:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        if status == SLOW:
+            await asyncio.sleep(1.0)
+            status = 200
+        if isinstance(body, bytes) or body is None:
+            return web.Response(status=status, headers=headers, body=body)
+        return web.Response(
+            status=status,
+            headers={**headers, "Content-Type": "application/json"},
+            body=orjson.dumps(body),
+        )
+
+
+@asynccontextmanager
+async def _serving(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def running_fake_api(**options: Any) -> AsyncIterator[FakeApi]:
+    fake = FakeApi(**options)
+    app = web.Application()
+    app.router.add_post("/api/token", fake.token)
+    app.router.add_get("/v1/{tail:.*}", fake.handle)
+    async with _serving(app) as fake.url:
+        yield fake
+
+
+@asynccontextmanager
+async def running_recorder() -> AsyncIterator[Recorder]:
+    recorder = Recorder()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    async with _serving(app) as recorder.url:
+        yield recorder
+
+
+FAST = Backoff(base_s=0.005, cap_s=0.05)
+
+
+def existing_artists(catalog: Catalog, count: int) -> list[str]:
+    """IDs of the first ``count`` artists the API returns (the catalog also has deleted ones)."""
+    found = (catalog.artist_id(i) for i in range(catalog.artists) if catalog.model.artist(i).exists)
+    return list(itertools.islice(found, count))
+
+
+def sim_api(sim: SimServer, **changes: Any) -> ApiConfig:
+    return ApiConfig(base_url=sim.url, token_url=sim.token_url, **changes)
+
+
+def sim_credentials(
+    sim: SimServer, *, rate: int = 10_000, window_s: float = 1.0, secret: str | None = None
+) -> list[Credential]:
+    """Credentials for every client of ``sim``; the default rate never holds a test back."""
+    return [
+        Credential(c.client_id, secret or c.client_secret, c.account, rate, window_s)
+        for c in sim.config.clients
+    ]
+
+
+def sim_client(
+    sim: SimServer, *, concurrency: int = 16, stats: Stats | None = None, **kwargs: Any
+) -> SpotifyClient:
+    """A client of ``sim``; ``kwargs`` go to sim_credentials, ApiConfig or SpotifyClient."""
+    cred_keys = {"rate", "window_s", "secret"}
+    client_keys = {"capabilities", "backoff"}
+    return SpotifyClient(
+        sim_api(sim, **{k: v for k, v in kwargs.items() if k not in cred_keys | client_keys}),
+        sim_credentials(sim, **{k: v for k, v in kwargs.items() if k in cred_keys}),
+        concurrency=concurrency,
+        stats=stats or Stats(),
+        **{"backoff": FAST, **{k: v for k, v in kwargs.items() if k in client_keys}},
+    )

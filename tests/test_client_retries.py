@@ -1,0 +1,191 @@
+"""429s, parking, transient failures and exhausted retries, end to end through the client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from crawler.client import SpotifyClient
+from crawler.errors import AllAccountsParked, RequestFailed
+from crawler.retry import Backoff
+from crawler.sim.config import SimClient
+from crawler.stats import Stats
+from tests.test_client_fakes import (
+    CREDENTIAL,
+    DROP,
+    FAST,
+    SLOW,
+    Scripted,
+    existing_artists,
+    json_reply,
+    running_fake_api,
+    sim_client,
+)
+
+TWO_ACCOUNTS = (SimClient("client-a-id", "sa", "acct-a"), SimClient("client-b-id", "sb", "acct-b"))
+
+
+async def fetch_playlist(script: list[Scripted], **api: Any) -> tuple:
+    """One client.playlist("p") against a fake scripted with ``script``; max_retries 2."""
+    async with running_fake_api() as fake:
+        fake.script.extend(script)
+        stats = Stats()
+        async with SpotifyClient(
+            fake.api(**{"max_retries": 2, **api}),
+            [CREDENTIAL],
+            concurrency=4,
+            stats=stats,
+            backoff=FAST,
+        ) as client:
+            started = time.monotonic()
+            try:
+                result: object = await client.playlist("p")
+            except RequestFailed as exc:
+                result = exc
+        return result, time.monotonic() - started, stats, list(fake.api_requests)
+
+
+# ---------------------------------------------------------------- 429
+
+
+async def test_retry_after_is_honoured_and_not_counted_as_a_failure() -> None:
+    script = [json_reply(429, {"error": {"status": 429}}, {"Retry-After": "1"})] * 3
+    result, elapsed, stats, requests = await fetch_playlist(script, max_retries=1)
+    assert result == {"ok": 1}
+    assert 3.0 <= elapsed < 3.8  # three 1 s parks, none cut short; max_retries (1) not used up
+    assert stats.requests[("playlist", 429)] == 3 and stats.rate_limited == 3
+    assert stats.retries == 3 and len(requests) == 4
+
+
+async def test_429_without_header_or_body_backs_off_exponentially() -> None:
+    async with running_fake_api() as fake:
+        fake.script.extend([(429, {}, None)] * 3)
+        async with SpotifyClient(
+            fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=Backoff(0.1, 5.0)
+        ) as client:
+            started = time.monotonic()
+            assert await client.playlist("p") == {"ok": 1}
+            elapsed = time.monotonic() - started
+    assert 0.1 + 0.2 + 0.4 <= elapsed < 1.2
+
+
+async def test_simulator_429s_with_and_without_retry_after_end_in_success(sim_server) -> None:
+    for bare_share in (0.0, 1.0):
+        sim = await sim_server(rate=20, window_s=1.0, bare_429_rate=bare_share)
+        artists = existing_artists(sim.catalog, 40)
+        stats = Stats()
+        # The client is told a far higher rate than the server grants: it must learn.
+        async with sim_client(sim, rate=1000, window_s=1.0, stats=stats) as client:
+            got = await asyncio.gather(*(client.artists([a]) for a in artists))
+        assert [g[0]["id"] for g in got] == artists
+        counts = await sim.stats()
+        assert 0 < counts["throttled"] == stats.rate_limited <= 25
+        assert counts["faults"].get("bare_429", 0) == (counts["throttled"] if bare_share else 0)
+
+
+async def test_a_parked_account_does_not_hold_up_the_others(sim_server) -> None:
+    # acct-a gets banned for 30 s after 5 requests; acct-b must carry the rest at once.
+    sim = await sim_server(
+        clients=TWO_ACCOUNTS, force_ban_account="acct-a", force_ban_after=5, ban_scale=30 / 3600
+    )
+    artists = existing_artists(sim.catalog, 60)
+    started = time.monotonic()
+    async with sim_client(sim, max_retry_after_s=900) as client:
+        got = await asyncio.gather(*(client.artists([a]) for a in artists))
+        status = {s.account: s for s in client.status().accounts}
+    assert [g[0]["id"] for g in got] == artists
+    assert time.monotonic() - started < 5
+    assert status["acct-a"].parked_until == pytest.approx(time.time() + 30, abs=5)
+    assert status["acct-b"].parked_until is None
+    assert status["acct-a"].parked_for_run is False
+
+
+async def test_every_account_parked_beyond_the_limit_pauses_the_crawl(sim_server) -> None:
+    sim = await sim_server(clients=TWO_ACCOUNTS, rate=3, window_s=3600)
+    (artist,) = existing_artists(sim.catalog, 1)
+    async with sim_client(sim, rate=0, window_s=1.0, max_retry_after_s=60) as client:
+        results = await asyncio.gather(
+            *(client.artists([artist]) for _ in range(20)), return_exceptions=True
+        )
+        status = client.status()
+    paused = [r for r in results if isinstance(r, AllAccountsParked)]
+    assert len(paused) == 20 - 6  # each account served its 3, the rest wait for a rerun
+    assert all(p.resume_at == pytest.approx(time.time() + 3600, abs=10) for p in paused)
+    assert str(paused[0]).startswith("all 2 accounts are rate-limited until ")
+    assert all(a.parked_for_run for a in status.accounts)
+
+
+async def test_quota_exceeded_is_reported_once_per_account(sim_server, caplog) -> None:
+    sim = await sim_server(
+        clients=(SimClient("client-one-id", "s1", "dev"), SimClient("client-two-id", "s2", "dev")),
+        rate=5,
+        window_s=0.5,
+        quota_exceeded=True,
+    )
+    (artist,) = existing_artists(sim.catalog, 1)
+    with caplog.at_level(logging.WARNING, "crawler"):
+        async with sim_client(sim, rate=100, window_s=0.5) as client:
+            await asyncio.gather(*(client.artists([artist]) for _ in range(12)))
+    assert (await sim.stats())["throttled"] > 0
+    quota = [r for r in caplog.records if "QUOTA_EXCEEDED" in r.getMessage()]
+    assert len(quota) == 1 and "dev" in quota[0].getMessage()
+
+
+# ---------------------------------------------------------------- transient failures
+
+
+async def test_faults_are_retried_until_success(sim_server) -> None:
+    sim = await sim_server(error_rate=0.1, drop_rate=0.1, truncate_rate=0.1, fault_seed=7)
+    artists = existing_artists(sim.catalog, 40)
+    stats = Stats()
+    async with sim_client(sim, stats=stats, max_retries=10) as client:
+        got = await asyncio.gather(*(client.artists(artists[i : i + 2]) for i in range(0, 40, 2)))
+    assert [a["id"] for pair in got for a in pair] == artists
+    faults = (await sim.stats())["faults"]
+    for kind in ("error_", "drop", "truncate_"):
+        assert sum(n for name, n in faults.items() if name.startswith(kind)) > 0, kind
+    assert stats.retries >= sum(faults.get(k, 0) for k in faults if k != "latency") - 5
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (
+            json_reply(503, {"error": {"status": 503, "message": "Service unavailable"}}),
+            "HTTP 503: Service unavailable",
+        ),
+        ((DROP, {}, None), "connection failed (ServerDisconnectedError)"),
+        (json_reply(200, b'{"id": "p", "name'), "truncated or invalid JSON body"),
+        (json_reply(200, ["not", "an", "object"]), "response body of an unexpected shape"),
+        ((SLOW, {}, None), "timed out"),
+    ],
+)
+async def test_exhausted_retries_raise_request_failed(reply: tuple, reason: str) -> None:
+    # Ample script: aiohttp itself resends once when a reused connection was dropped.
+    result, _, stats, requests = await fetch_playlist([reply] * 6, read_timeout_s=0.2)
+    assert isinstance(result, RequestFailed)
+    assert (result.endpoint, result.reason) == ("playlist", reason)
+    assert stats.retries == 2 and 3 <= len(requests) <= 6
+
+
+async def test_a_mix_of_failures_within_the_retry_budget_succeeds() -> None:
+    script = [json_reply(502), json_reply(200, b"{")]
+    result, _, stats, requests = await fetch_playlist(script)
+    assert result == {"ok": 1}
+    assert stats.retries == 2 and len(requests) == 3
+
+
+async def test_wrong_length_batch_is_retried() -> None:
+    async with running_fake_api() as fake:
+        fake.script.extend(
+            [json_reply(200, {"artists": [None]}), json_reply(200, {"artists": [None, None]})]
+        )
+        async with SpotifyClient(
+            fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=FAST
+        ) as client:
+            assert await client.artists(["a" * 22, "b" * 22]) == [None, None]
+    assert len(fake.api_requests) == 2

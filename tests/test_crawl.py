@@ -1,0 +1,95 @@
+"""Exhaustive crawls of the simulator: exact ground truth, near-minimal calls, seeds, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.commands import run_crawl
+from crawler.errors import ConfigError
+from crawler.sim.catalog import Catalog
+from crawler.sim.config import SimConfig
+from crawler.sim.server import start_sim
+from tests.crawlkit import assert_ground_truth, config_for, expected, read_output
+
+CATALOG = Catalog(60, seed=3)
+
+
+def existing_artist(catalog: Catalog, start: int = 0) -> str:
+    i = next(i for i in range(start, catalog.artists) if catalog.model.artist_exists(i))
+    return catalog.artist_id(i)
+
+
+def api_calls(stats: dict) -> int:
+    return stats["total"] - stats["by_endpoint"].get("token", 0)
+
+
+@pytest.mark.parametrize("mode", ["extended", "development"])
+async def test_exhaustive_crawl_is_the_ground_truth(tmp_path: Path, mode: str) -> None:
+    async with await start_sim(SimConfig(mode=mode), CATALOG) as sim:
+        config = config_for(tmp_path, sim.url, seeds={"artists": [existing_artist(CATALOG)]})
+        result = await run_crawl(config)
+        stats = await sim.stats()
+    assert (result.exit_code, result.complete) == (0, True)
+    truth = expected(CATALOG, config, mode)
+    output = assert_ground_truth(config.crawl.out_dir, truth)
+    assert len(output.ids["tracks"]) > 1000  # a real crawl, not a trivial one
+    if mode == "extended":
+        assert api_calls(stats) <= 1.02 * truth.min_calls
+    else:  # auto mode probes each refused endpoint once on top of the single-ID minimum
+        assert api_calls(stats) <= truth.min_calls + 8
+
+
+async def test_every_seed_kind_and_form(tmp_path: Path) -> None:
+    catalog = Catalog(30, seed=5)
+    album = catalog.album_ids_of(2)[0]
+    track = catalog.track_ids_of(4, 0)[0]
+    name = catalog.view().artist(catalog.decode(existing_artist(catalog, 7)).main)["name"]
+    seeds = {
+        "artists": [f"spotify:artist:{existing_artist(catalog, 1)}"],
+        "albums": [f"https://open.spotify.com/album/{album}?si=abc"],
+        "tracks": [track],
+        "playlists": [f"https://open.spotify.com/intl-fr/playlist/{catalog.playlist_id(0)}"],
+        "search": [name],
+    }
+    expand = {"related_artists": False, "track_artists": False}
+    async with await start_sim(SimConfig(), catalog) as sim:
+        config = config_for(tmp_path, sim.url, seeds=seeds, expand=expand)
+        result = await run_crawl(config)
+    assert result.exit_code == 0
+    truth = expected(catalog, config)
+    output = assert_ground_truth(config.crawl.out_dir, truth)
+    assert {album} <= output.sets()["albums"] and {track} <= output.sets()["tracks"]
+
+
+async def test_max_artists_bounds_the_crawl(tmp_path: Path) -> None:
+    async with await start_sim(SimConfig(), CATALOG) as sim:
+        config = config_for(
+            tmp_path,
+            sim.url,
+            seeds={"artists": [existing_artist(CATALOG)]},
+            expand={"max_artists": 7, "artist_albums": []},
+        )
+        assert (await run_crawl(config)).exit_code == 0
+    output = read_output(config.crawl.out_dir)
+    assert output.duplicates() == 0
+    assert 1 <= len(output.ids["artists"]) <= 7
+
+
+async def test_rerun_of_a_complete_crawl_writes_nothing_new(tmp_path: Path) -> None:
+    async with await start_sim(SimConfig(), CATALOG) as sim:
+        config = config_for(tmp_path, sim.url, seeds={"artists": [existing_artist(CATALOG)]})
+        assert (await run_crawl(config)).exit_code == 0
+        before = {p.name: p.read_bytes() for p in config.crawl.out_dir.glob("*.jsonl")}
+        sim.reset_stats()
+        assert (await run_crawl(config)).exit_code == 0
+        assert api_calls(await sim.stats()) == 0
+    after = {p.name: p.read_bytes() for p in config.crawl.out_dir.glob("*.jsonl")}
+    assert after == before
+
+
+async def test_no_seeds_is_a_config_error(tmp_path: Path) -> None:
+    config = config_for(tmp_path, "http://127.0.0.1:9", seeds={})
+    with pytest.raises(ConfigError, match="no seeds configured"):
+        await run_crawl(config)
