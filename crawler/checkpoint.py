@@ -23,7 +23,7 @@ import orjson
 
 from crawler.errors import CheckpointError
 from crawler.sinks import JsonlSink
-from crawler.tasks import OUTPUT_FILES, Op, Outcome, State, Task
+from crawler.tasks import OUTPUT_FILES, Line, Op, Outcome, State, Task
 
 SCHEMA_VERSION = 1
 KNOWN_ARTISTS_CAP = 100_000
@@ -228,7 +228,7 @@ class Checkpoint:
         db = self._db
         known = self._known_artists
         candidates = [(int(op), key, 0) for op, key in seeds]
-        new_lines: dict[tuple[int, str], tuple[Op, bytes]] = {}
+        new_lines: dict[tuple[int, str], tuple[Op, Line]] = {}
         for outcome in outcomes:
             candidates.extend(
                 (op, key, 0)

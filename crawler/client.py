@@ -1,4 +1,4 @@
-"""The Spotify Web API as the engine sees it: IDs in, parsed JSON out.
+"""The Spotify Web API as the engine sees it: IDs in, raw objects and msgspec views out.
 
 Each method knows its endpoint's meaning of the final answers (see transport.py): a 404 on a
 single ID is a missing entity, a 403 on a batch endpoint means this app must fetch one ID at a
@@ -15,6 +15,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import msgspec
+from msgspec import Raw
 
 from crawler.auth import TokenSource
 from crawler.capabilities import (
@@ -30,14 +32,29 @@ from crawler.errors import ConfigError, EdgeUnavailable, RequestFailed
 from crawler.http import ApiHttp, checked_origin, open_session
 from crawler.ratelimit import AccountPool, PoolStatus
 from crawler.retry import Backoff
+from crawler.schema import (
+    NULL,
+    AlbumsBatch,
+    ArtistsBatch,
+    ArtistSearch,
+    EntityPage,
+    FeaturesBatch,
+    Page,
+    Playlist,
+    RelatedArtists,
+    TracksBatch,
+    decode_entity,
+    decode_page,
+    decode_playlist,
+    decoder,
+)
 from crawler.stats import Stats
-from crawler.transport import Reply, Shape, Transport
+from crawler.transport import Decode, Reply, Transport
 
 log = logging.getLogger("crawler.client")
 
 PAGE_LIMIT = 50
 SEARCH_LIMIT = 10
-Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -46,40 +63,38 @@ class _Entities:
 
     kind: BatchKind
     path: str
-    key: str  # the list's key in a batch response
+    envelope: type  # the batch response: one list of raw objects under the kind's key
     batch: str  # endpoint name in stats and errors
     single: str | None  # None: no single-ID fallback, a refused batch disables the edge
 
+    def decode_batch(self, count: int) -> Decode:
+        """Decode a batch response into its raw objects; it must answer every ID asked."""
+        decode = decoder(self.envelope).decode
 
-ARTISTS = _Entities("artists", "/v1/artists", "artists", "artists.batch", "artists")
-ALBUMS = _Entities("albums", "/v1/albums", "albums", "albums.batch", "album")
-TRACKS = _Entities("tracks", "/v1/tracks", "tracks", "tracks.batch", "track")
+        def objects(body: bytes) -> list[Raw]:
+            items: list[Raw] = msgspec.structs.astuple(decode(body))[0]
+            if len(items) != count:
+                raise msgspec.ValidationError(f"{len(items)} objects for {count} IDs")
+            return items
+
+        return objects
+
+
+ARTISTS = _Entities("artists", "/v1/artists", ArtistsBatch, "artists.batch", "artists")
+ALBUMS = _Entities("albums", "/v1/albums", AlbumsBatch, "albums.batch", "album")
+TRACKS = _Entities("tracks", "/v1/tracks", TracksBatch, "tracks.batch", "track")
 FEATURES = _Entities(
-    "audio-features", "/v1/audio-features", "audio_features", "audio_features.batch", None
+    "audio-features", "/v1/audio-features", FeaturesBatch, "audio_features.batch", None
 )
+_decode_related = decoder(RelatedArtists).decode
+_decode_entity_page = decoder(EntityPage).decode
+_decode_search = decoder(ArtistSearch).decode
 
 
-def _is_object(data: Any) -> bool:
-    return isinstance(data, dict)
-
-
-def _is_page(data: Any) -> bool:
-    return isinstance(data, dict) and isinstance(data.get("items"), list)
-
-
-def _has_list(key: str, length: int | None = None) -> Shape:
-    def check(data: Any) -> bool:
-        items = data.get(key) if isinstance(data, dict) else None
-        return isinstance(items, list) and (
-            length is None
-            or (len(items) == length and all(i is None or isinstance(i, dict) for i in items))
-        )
-
-    return check
-
-
-def _search_shape(data: Any) -> bool:
-    return isinstance(data, dict) and _is_page(data.get("artists"))
+def _raw_entity(body: bytes) -> Raw:
+    """A single object, checked to be one, kept as the API's own bytes."""
+    decode_entity(body)
+    return Raw(body)
 
 
 def _unexpected(endpoint: str, reply: Reply) -> RequestFailed:
@@ -181,11 +196,11 @@ class SpotifyClient:
         return self._pool.status()
 
     async def _get(
-        self, endpoint: str, path: str, params: dict[str, str] | None = None, *, shape: Shape
+        self, endpoint: str, path: str, params: dict[str, str] | None = None, *, decode: Decode
     ) -> Reply:
         if self._transport is None:
             raise RuntimeError("use SpotifyClient as `async with SpotifyClient(...) as client`")
-        return await self._transport.get(endpoint, path, params, shape=shape)
+        return await self._transport.get(endpoint, path, params, decode=decode)
 
     def _learn(self, name: Learnable, value: bool | int, warning: str) -> None:
         if self.capabilities.learn(name, value):
@@ -193,20 +208,21 @@ class SpotifyClient:
 
     # -------------------------------------------------------------- entities by ID
 
-    async def artists(self, ids: Sequence[str]) -> list[Json | None]:
+    async def artists(self, ids: Sequence[str]) -> list[Raw | None]:
         return await self._entities(ARTISTS, ids)
 
-    async def albums(self, ids: Sequence[str]) -> list[Json | None]:
+    async def albums(self, ids: Sequence[str]) -> list[Raw | None]:
         return await self._entities(ALBUMS, ids)
 
-    async def tracks(self, ids: Sequence[str]) -> list[Json | None]:
+    async def tracks(self, ids: Sequence[str]) -> list[Raw | None]:
         return await self._entities(TRACKS, ids)
 
-    async def audio_features(self, ids: Sequence[str]) -> list[Json | None]:
+    async def audio_features(self, ids: Sequence[str]) -> list[Raw | None]:
         """Features aligned with ``ids``; EdgeUnavailable when this app may not read them."""
         return await self._entities(FEATURES, ids)
 
-    async def _entities(self, spec: _Entities, ids: Sequence[str]) -> list[Json | None]:
+    async def _entities(self, spec: _Entities, ids: Sequence[str]) -> list[Raw | None]:
+        """The objects (raw bytes) aligned with ``ids``; None where the API knows none."""
         if len(ids) > BATCH_SIZES[spec.kind]:
             raise ValueError(f"at most {BATCH_SIZES[spec.kind]} {spec.kind} per call")
         if not ids:
@@ -215,11 +231,11 @@ class SpotifyClient:
         if getattr(self.capabilities, flag) is False:
             return await self._singles(spec, ids)
         reply = await self._get(
-            spec.batch, spec.path, {"ids": ",".join(ids)}, shape=_has_list(spec.key, len(ids))
+            spec.batch, spec.path, {"ids": ",".join(ids)}, decode=spec.decode_batch(len(ids))
         )
         if reply.status == 200:
             self.capabilities.learn(flag, True)
-            return list(reply.data[spec.key])
+            return [None if raw == NULL else raw for raw in reply.data]
         if reply.status != 403:
             raise _unexpected(spec.batch, reply)
         if spec.single is None:
@@ -233,25 +249,27 @@ class SpotifyClient:
             )
         return await self._singles(spec, ids)
 
-    async def _singles(self, spec: _Entities, ids: Sequence[str]) -> list[Json | None]:
+    async def _singles(self, spec: _Entities, ids: Sequence[str]) -> list[Raw | None]:
         if spec.single is None:
             raise EdgeUnavailable(spec.batch)
-        return await _gather(self._single(spec.single, f"{spec.path}/{i}") for i in ids)
+        return await _gather(
+            self._single(spec.single, f"{spec.path}/{i}", _raw_entity) for i in ids
+        )
 
-    async def _single(self, endpoint: str, path: str) -> Json | None:
-        reply = await self._get(endpoint, path, shape=_is_object)
+    async def _single(self, endpoint: str, path: str, decode: Decode) -> Any:
+        reply = await self._get(endpoint, path, decode=decode)
         if reply.status == 200:
             return reply.data
         if reply.status == 404:
             return None
         raise _unexpected(endpoint, reply)
 
-    async def playlist(self, playlist_id: str) -> Json | None:
-        return await self._single("playlist", f"/v1/playlists/{playlist_id}")
+    async def playlist(self, playlist_id: str) -> Playlist | None:
+        return await self._single("playlist", f"/v1/playlists/{playlist_id}", decode_playlist)
 
     # -------------------------------------------------------------- edges and pages
 
-    async def related_artists(self, artist_id: str) -> list[Json]:
+    async def related_artists(self, artist_id: str) -> list[str]:
         """EdgeUnavailable once the endpoint is known to be refused (404/403 for new apps).
 
         The engine only asks about artists that exist, so while the endpoint is not known to
@@ -261,11 +279,11 @@ class SpotifyClient:
         if self.capabilities.related_artists is False:
             raise EdgeUnavailable(endpoint)
         reply = await self._get(
-            endpoint, f"/v1/artists/{artist_id}/related-artists", shape=_has_list("artists")
+            endpoint, f"/v1/artists/{artist_id}/related-artists", decode=_decode_related
         )
         if reply.status == 200:
             self.capabilities.learn("related_artists", True)
-            return list(reply.data["artists"])
+            return [artist.id for artist in reply.data.artists]
         if reply.status == 403 or (
             reply.status == 404 and self.capabilities.related_artists is not True
         ):
@@ -282,14 +300,16 @@ class SpotifyClient:
 
     async def artist_albums(
         self, artist_id: str, include_groups: Sequence[str], offset: int = 0
-    ) -> Json:
+    ) -> EntityPage:
         """One page; its size is the largest this app may ask for (50, or 10 in development)."""
         endpoint = "artist.albums"
         limit = self.capabilities.artist_albums_limit
         params = {"limit": str(limit), "offset": str(offset)}
         if include_groups:
             params["include_groups"] = ",".join(include_groups)
-        reply = await self._get(endpoint, f"/v1/artists/{artist_id}/albums", params, shape=_is_page)
+        reply = await self._get(
+            endpoint, f"/v1/artists/{artist_id}/albums", params, decode=_decode_entity_page
+        )
         if reply.status == 400 and limit > DEVELOPMENT_ALBUMS_LIMIT:
             self._learn(
                 "artist_albums_limit",
@@ -300,27 +320,27 @@ class SpotifyClient:
             return await self.artist_albums(artist_id, include_groups, offset)
         return self._page(endpoint, reply)
 
-    async def album_tracks(self, album_id: str, offset: int) -> Json:
+    async def album_tracks(self, album_id: str, offset: int) -> Page:
         return await self._paged("album.tracks", f"/v1/albums/{album_id}/tracks", offset)
 
-    async def playlist_items(self, playlist_id: str, offset: int) -> Json:
+    async def playlist_items(self, playlist_id: str, offset: int) -> Page:
         return await self._paged("playlist.items", f"/v1/playlists/{playlist_id}/items", offset)
 
-    async def _paged(self, endpoint: str, path: str, offset: int) -> Json:
+    async def _paged(self, endpoint: str, path: str, offset: int) -> Page:
         params = {"limit": str(PAGE_LIMIT), "offset": str(offset)}
-        return self._page(endpoint, await self._get(endpoint, path, params, shape=_is_page))
+        return self._page(endpoint, await self._get(endpoint, path, params, decode=decode_page))
 
     @staticmethod
-    def _page(endpoint: str, reply: Reply) -> Json:
+    def _page(endpoint: str, reply: Reply) -> Any:
         """A page's owner is known to exist, so anything but 200 (even 404) is a failure."""
         if reply.status != 200:
             raise _unexpected(endpoint, reply)
         return reply.data
 
-    async def search_artists(self, query: str) -> list[Json]:
-        """The first page of artists matching ``query``."""
+    async def search_artists(self, query: str) -> list[str]:
+        """The IDs of the first page of artists matching ``query``."""
         params = {"q": query, "type": "artist", "limit": str(SEARCH_LIMIT)}
-        reply = await self._get("search", "/v1/search", params, shape=_search_shape)
+        reply = await self._get("search", "/v1/search", params, decode=_decode_search)
         if reply.status != 200:
             raise _unexpected("search", reply)
-        return list(reply.data["artists"]["items"])
+        return [artist.id for artist in reply.data.artists.items]

@@ -41,6 +41,11 @@ PROBE_ID = "0" * 22
 FRONTIER_WINDOW = 5000
 # Ops whose results rarely add work: at a stall their partial batches wait for more.
 SINKS = frozenset({Op.TRACK, Op.FEATURES})
+# Partial batches sent early (while workers idle) may cost at most this share of requests
+# (plus a few): the price of a pipeline that does not wait for batches to fill.
+PARTIAL_SHARE = 0.01
+PARTIAL_SPARE = 3
+PARTIAL_MIN_WAIT_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Engine:
         self._wake = asyncio.Event()  # the dispatcher may find new work
         self._commit_wake = asyncio.Event()  # the committer may have something to do
         self._committing = False
+        self._units = 0
+        self._partials = 0
         self._starving = False
         self._stopping = False
         self._closing = False
@@ -111,6 +118,7 @@ class Engine:
     def snapshot(self) -> dict[str, Any]:
         """What a progress display needs, cheap enough to call every second."""
         counts = self.checkpoint.counts
+        parked_until = self.client.status().all_parked_until
         return {
             "written": {
                 name.removesuffix(".jsonl"): counts[(op, State.DONE)]
@@ -123,6 +131,7 @@ class Engine:
             "requests": self.stats.total_requests,
             "rate_limited": self.stats.rate_limited,
             "elapsed": time.monotonic() - self.started,
+            "paused_for": None if parked_until is None else max(0.0, parked_until - time.time()),
         }
 
     # ------------------------------------------------------------------ seeding
@@ -184,12 +193,14 @@ class Engine:
         return 1 if kind is None else self.client.capabilities.batch_size(kind)
 
     def _pick(self) -> tuple[Unit | None, float | None]:
-        """A full batch if any; a partial one only once it lingered or the crawl would stall.
+        """A full batch if any; else a partial one, if it is worth a request now.
 
-        Waiting for batches to fill is what keeps the request count near the minimum; the
-        linger bounds how long a batch waits while other work is in flight. At a stall only
-        the partial batches that can lead to more work go out, so that tracks and audio
-        features (which lead nowhere new) keep filling until nothing else is left.
+        Waiting for batches to fill keeps the request count near the minimum. A partial
+        batch goes out (a) at a stall, when nothing else could fill it, (b) after lingering
+        ``linger_ms`` while other work is in flight, or (c) sooner, while most workers are
+        idle, within a budget of PARTIAL_SHARE extra requests: early in a crawl that is what
+        keeps the pipeline full. At a stall, tracks and audio features (which lead nowhere
+        new) keep filling while anything else can go.
         """
         frontier = self.frontier
         partial: list[Op] = []
@@ -199,18 +210,34 @@ class Engine:
                 continue
             size = self._batch_size(op)
             if queued >= size:
-                return (op, frontier.take(op, size)), None
+                return self._take(op, size, partial=False), None
             partial.append(op)
+        if not partial:
+            return None, None
         stalled = not self._workers and not self._outcomes and not self._committing
-        if stalled and any(op not in SINKS for op in partial):
-            partial = [op for op in partial if op not in SINKS]
+        leading = [op for op in partial if op not in SINKS]
+        if stalled:
+            op = (leading or partial)[0]
+            return self._take(op, frontier.size(op), partial=False), None
+        idle = len(self._workers) < self.config.crawl.concurrency // 2
+        if idle and leading and self._partials < PARTIAL_SHARE * self._units + PARTIAL_SPARE:
+            op = max(leading, key=frontier.waited)
+            if frontier.waited(op) >= PARTIAL_MIN_WAIT_S:
+                return self._take(op, frontier.size(op), partial=True), None
         wait: float | None = None
         for op in partial:
             remaining = self._linger - frontier.waited(op)
-            if stalled or remaining <= 0:
-                return (op, frontier.take(op, frontier.size(op))), None
+            if remaining <= 0:
+                return self._take(op, frontier.size(op), partial=False), None
             wait = remaining if wait is None else min(wait, remaining)
+        if idle and leading:
+            wait = min(wait or PARTIAL_MIN_WAIT_S, PARTIAL_MIN_WAIT_S)
         return None, wait
+
+    def _take(self, op: Op, size: int, *, partial: bool) -> Unit:
+        self._units += 1
+        self._partials += partial
+        return op, self.frontier.take(op, size)
 
     def _finished(self) -> bool:
         return (

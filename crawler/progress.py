@@ -28,8 +28,8 @@ def render(snap: dict[str, Any], rate: float, bound: int) -> str:
     ]
     if snap["failed"]:
         parts.append(f"failed {snap['failed']:,}")
-    if snap.get("paused_until"):
-        parts.append(f"| all accounts rate-limited, resuming in {snap['paused_until']:.0f} s")
+    if snap["paused_for"] is not None:
+        parts.append(f"| all accounts rate-limited, resuming in {snap['paused_for']:.0f} s")
     if bound and written["artists"]:
         elapsed = snap["elapsed"]
         eta = elapsed * (bound - written["artists"]) / written["artists"]

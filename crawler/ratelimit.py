@@ -64,7 +64,8 @@ class Budget:
     A measurement below half the initial budget (or half the current one, if smaller) is too
     small to trust, as it may be the tail of someone else's use of the account: it halves the
     budget instead (and a ramp goes on), which then regrows quickly towards SAFETY of the last
-    estimate.
+    estimate. For the same reason Account measures once more (``remeasure``) after its first
+    window: until then the server's window may still hold an earlier run's requests.
 
     Known rate: start there and never exceed it; 429s are handled as above.
     """
@@ -91,6 +92,10 @@ class Budget:
                 self._probe_step *= 2
                 self._probed = 0
         self.value = min(self.ceiling, self.value)
+
+    def remeasure(self) -> None:
+        """Ramp up again from here until the next 429 measures the limit afresh."""
+        self.estimate = math.inf
 
     def cut(self, accepted: int) -> None:
         """A 429 after ``accepted`` accepted requests in the window before it."""
@@ -151,6 +156,8 @@ class Account:
         self._sent: deque[float] = deque()  # send times within the last span
         self._accepted: deque[float] = deque()  # send times of requests not refused by a 429
         self.queued = 0
+        self._first_sent: float | None = None
+        self._remeasure_at: float | None = None  # see Budget
         self.parked_until = 0.0  # time.monotonic()
         self.parked_for_run = False
         self.park_started = -math.inf
@@ -162,15 +169,16 @@ class Account:
     def parked(self, now: float) -> bool:
         return self.parked_for_run or now < self.parked_until
 
-    def _in_window(self, log_: deque[float], now: float) -> int:
+    def _recent(self, times: deque[float], now: float) -> int:
+        """Drops times older than the span; returns how many are left."""
         horizon = now - self._span
-        while log_ and log_[0] <= horizon:
-            log_.popleft()
-        return len(log_)
+        while times and times[0] <= horizon:
+            times.popleft()
+        return len(times)
 
     def load(self, now: float) -> float:
         """Share of the budget already committed, counting requests waiting for this account."""
-        return (self._in_window(self._sent, now) + self.queued + 1) / self.budget.value
+        return (self._recent(self._sent, now) + self.queued + 1) / self.budget.value
 
     async def admit(self) -> Ticket | None:
         """Wait for pace and window room; None if the account got parked meanwhile."""
@@ -182,20 +190,25 @@ class Account:
                 now = time.monotonic()
                 if self.parked(now):
                     return None
-                if self._in_window(self._sent, now) < self.budget.value:
+                if self._recent(self._sent, now) < self.budget.value:
                     break
                 limited = True
                 await asyncio.sleep(self._sent[0] + self._span - now)
         finally:
             self.queued -= 1
         self._sent.append(now)
+        if self._first_sent is None:
+            self._first_sent = now
         return Ticket(self, now, limited)
 
     def accepted(self, ticket: Ticket) -> None:
-        self._in_window(self._accepted, time.monotonic())
+        self._recent(self._accepted, time.monotonic())
         self._accepted.append(ticket.sent_at)
         self.bare_429s = 0
         self.quota_exceeded = False
+        if self._remeasure_at is not None and ticket.sent_at >= self._remeasure_at:
+            self._remeasure_at = None
+            self.budget.remeasure()
         if ticket.limited:
             self.budget.grow()
             self._retune()
@@ -215,18 +228,22 @@ class Account:
             self._bucket.retune(self._tuned_for, self._span)
 
     def cut(self, ticket: Ticket) -> None:
-        old = self.budget.value
-        first = self.budget.ramping
-        self.budget.cut(self.accepted_since(ticket.sent_at))
+        old, was_ramping = self.budget.value, self.budget.ramping
+        accepted = self.accepted_since(ticket.sent_at)
+        self.budget.cut(accepted)
         self.last_cut = time.monotonic()
+        if was_ramping and not self.budget.ramping and self._first_sent is not None:
+            first_window_ends = self._first_sent + self.window_s
+            if ticket.sent_at < first_window_ends:
+                self._remeasure_at = first_window_ends
         self._tuned_for = self.budget.value
         self._bucket.retune(self._tuned_for, self._span)
-        level = logging.INFO if first else logging.DEBUG
+        # The end of the ramp is worth telling the user: it is the limit this run found.
         log.log(
-            level,
-            "account %s: limit estimated at %.0f requests per %g s; pacing %.0f → %.0f",
+            logging.INFO if was_ramping and not self.budget.ramping else logging.DEBUG,
+            "account %s: 429 after %d accepted requests in %g s; pacing %.0f → %.0f per window",
             self.name,
-            self.budget.estimate,
+            accepted,
             self.window_s,
             old,
             self.budget.value,
@@ -236,12 +253,12 @@ class Account:
 @dataclass(frozen=True, slots=True)
 class AccountStatus:
     account: str
-    rate: float  # requests per window currently allowed
+    rate: float  # the budget it paces to, in requests per window
     window_s: float
     learning: bool  # the limit is being discovered (configured rate 0)
     parked_until: float | None  # epoch seconds
     parked_for_run: bool
-    quota_exceeded: bool
+    quota_exceeded: bool  # its last answer was a 429 QUOTA_EXCEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +356,7 @@ class AccountPool:
         account.parked_until = now + delay
         if not was_parked:
             account.park_started = now
-        if delay > self._max_retry_after_s:
+        if delay > self._max_retry_after_s and not account.parked_for_run:
             account.parked_for_run = True
             log.warning(
                 "account %s is rate-limited for %.0f s, longer than api.max_retry_after_s: "

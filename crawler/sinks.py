@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 
 from crawler.errors import CheckpointError
+from crawler.tasks import Line
 
 
 class JsonlSink:
     def __init__(self, path: Path, committed: int) -> None:
         self.path = path
-        self._buffer: list[bytes] = []
+        self._buffer: list[Line] = []
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = os.fstat(self._fd).st_size
         if size < committed:
@@ -30,8 +31,10 @@ class JsonlSink:
         self.length = committed
         self.lines = 0
 
-    def add(self, line: bytes) -> None:
-        self._buffer.append(line)
+    def add(self, obj: Line) -> None:
+        """Queue one JSON object (no newline of its own: compact JSON) as one line."""
+        self._buffer.append(obj)
+        self._buffer.append(b"\n")
 
     def flush(self) -> int:
         """Write what is buffered and make it durable; return the new committed length."""
@@ -47,7 +50,7 @@ class JsonlSink:
                 os.ftruncate(self._fd, self.length)
                 raise
             self.length += len(data)
-            self.lines += len(self._buffer)
+            self.lines += len(self._buffer) // 2
             self._buffer.clear()
         return self.length
 

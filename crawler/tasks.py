@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from msgspec import Raw
+
+# One compact JSON object, without its newline: the API's own bytes, or bytes we built.
+Line = bytes | Raw
+
 
 class Op(IntEnum):
     ARTIST = 1
@@ -80,12 +85,13 @@ class Task:
 class Outcome:
     """What executing one unit produced; the checkpoint applies it atomically with others.
 
-    ``lines`` belong to tasks of the unit itself (already deduped by their task rows);
-    ``new_lines`` are written only if their task is new (tracks taken from album pages).
+    ``lines`` are the objects (compact JSON, the API's own bytes) of the unit's own tasks,
+    already deduped by their task rows; ``new_lines`` are written only if their task is new
+    (tracks taken from album pages).
     """
 
     states: list[tuple[Task, State]] = field(default_factory=list)
-    lines: list[tuple[Op, bytes]] = field(default_factory=list)
+    lines: list[tuple[Op, Line]] = field(default_factory=list)
     discovered: list[tuple[Op, str]] = field(default_factory=list)
-    new_lines: list[tuple[Op, str, bytes]] = field(default_factory=list)
+    new_lines: list[tuple[Op, str, Line]] = field(default_factory=list)
     failures: list[tuple[Task, str]] = field(default_factory=list)

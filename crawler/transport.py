@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 from crawler.auth import TokenSource
@@ -33,13 +34,14 @@ from crawler.stats import Stats
 
 log = logging.getLogger("crawler.client")
 
-Shape = Callable[[Any], bool]
+# Decodes a 2xx body into what the caller needs; raises msgspec.DecodeError if it cannot.
+Decode = Callable[[bytes], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
-    data: Any  # the parsed JSON body; None if there was none or it did not parse
+    data: Any  # 2xx: the decoded body; otherwise the parsed error body (or None)
 
     def describe(self) -> str:
         """``HTTP 400: invalid id``: the status and the API's own error message, if any."""
@@ -79,9 +81,9 @@ class Transport:
         path: str,
         params: Mapping[str, str] | None = None,
         *,
-        shape: Shape,
+        decode: Decode,
     ) -> Reply:
-        """GET ``path``; ``shape`` checks a 2xx body, ``endpoint`` names it in stats and errors."""
+        """GET ``path``; ``decode`` reads a 2xx body, ``endpoint`` names it in stats and errors."""
         url = self._base_url + path
         failures = 0
         while True:
@@ -103,8 +105,8 @@ class Transport:
                     reason, pause = "HTTP 401 (access token refused)", False
                 else:
                     self._pool.accepted(ticket)
-                    reply = Reply(raw.status, _loads(raw.body))
-                    reason, pause = _retry_reason(reply, shape), True
+                    reply, reason = _reply(raw, decode)
+                    pause = True
                     if reason is None:
                         return reply
             if failures >= self._max_retries:
@@ -121,17 +123,22 @@ class Transport:
         )
 
 
-def _retry_reason(reply: Reply, shape: Shape) -> str | None:
-    """Why a (non-401, non-429) reply is worth retrying, or None if it is final."""
-    if reply.status >= 500:
-        return reply.describe()
-    if not 200 <= reply.status < 300:
-        return None
-    if reply.data is None:
-        return "truncated or invalid JSON body"
-    if not shape(reply.data):
-        return "response body of an unexpected shape"
-    return None
+def _reply(raw: RawResponse, decode: Decode) -> tuple[Reply, str | None]:
+    """The reply to a (non-401, non-429) response, and why it is worth retrying, if it is."""
+    if 200 <= raw.status < 300:
+        body = raw.body
+        if b"\n" in body:
+            # Output lines are slices of the body: a pretty-printed one is compacted first
+            # (JSON strings cannot hold a raw newline, so every newline is whitespace).
+            body = msgspec.json.format(body, indent=0)
+        try:
+            return Reply(raw.status, decode(body)), None
+        except msgspec.ValidationError as exc:
+            return Reply(raw.status, None), f"response body of an unexpected shape ({exc})"
+        except msgspec.DecodeError:
+            return Reply(raw.status, None), "truncated or invalid JSON body"
+    reply = Reply(raw.status, _loads(raw.body))
+    return reply, reply.describe() if raw.status >= 500 else None
 
 
 def _loads(body: bytes) -> Any:

@@ -30,8 +30,8 @@ async def test_dedupe_and_new_tasks(tmp_path: Path) -> None:
 
 async def test_new_lines_are_written_once(tmp_path: Path) -> None:
     cp = await open_cp(tmp_path)
-    first = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}\n')])
-    second = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}\n'), (Op.TRACK, "t2", b"{}\n")])
+    first = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}')])
+    second = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}'), (Op.TRACK, "t2", b"{}")])
     await cp.commit([first, second])
     await cp.commit([second])
     await cp.close()
@@ -41,7 +41,7 @@ async def test_new_lines_are_written_once(tmp_path: Path) -> None:
 async def test_uncommitted_tail_is_truncated_and_state_survives(tmp_path: Path) -> None:
     cp = await open_cp(tmp_path)
     (task,) = await cp.commit([], seeds=[(Op.ARTIST, "a")])
-    await cp.commit([Outcome(states=[(task, State.DONE)], lines=[(Op.ARTIST, b'{"id":"a"}\n')])])
+    await cp.commit([Outcome(states=[(task, State.DONE)], lines=[(Op.ARTIST, b'{"id":"a"}')])])
     await cp.close()
     path = tmp_path / "out" / "artists.jsonl"
     with path.open("ab") as f:
@@ -55,7 +55,7 @@ async def test_uncommitted_tail_is_truncated_and_state_survives(tmp_path: Path) 
 
 async def test_file_shorter_than_checkpoint_is_refused(tmp_path: Path) -> None:
     cp = await open_cp(tmp_path)
-    await cp.commit([Outcome(lines=[(Op.ALBUM, b'{"id":"b"}\n')])])
+    await cp.commit([Outcome(lines=[(Op.ALBUM, b'{"id":"b"}')])])
     await cp.close()
     (tmp_path / "out" / "albums.jsonl").write_bytes(b"{")
     with pytest.raises(CheckpointError, match=r"albums\.jsonl has 1 bytes but the checkpoint"):
@@ -100,7 +100,7 @@ async def test_artist_budget_caps_admission(tmp_path: Path) -> None:
 
 async def test_readonly_open_leaves_files_alone(tmp_path: Path) -> None:
     cp = await open_cp(tmp_path)
-    await cp.commit([Outcome(lines=[(Op.ARTIST, b"{}\n")])], seeds=[(Op.ALBUM, "x")])
+    await cp.commit([Outcome(lines=[(Op.ARTIST, b"{}")])], seeds=[(Op.ALBUM, "x")])
     await cp.close()
     path = tmp_path / "out" / "artists.jsonl"
     with path.open("ab") as f:

@@ -19,10 +19,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from msgspec import Raw
 
 from crawler.client import SpotifyClient
 from crawler.config import ApiConfig, Credential
 from crawler.retry import Backoff
+from crawler.schema import Playlist, decode_entity
 from crawler.sim.catalog import Catalog
 from crawler.sim.server import SimServer
 from crawler.stats import Stats
@@ -35,6 +37,13 @@ CREDENTIAL = Credential(CLIENT_ID, SECRET, "acct", rate=10_000, window_s=1.0)
 # Status DROP closes the connection without answering; SLOW answers 200 after a second.
 Scripted = tuple[int, dict[str, str], object]
 DROP, SLOW = 0, -1
+# The fake's answer when nothing is scripted: a playlist with 7 items, none on this page.
+PLAYLIST = {"id": "p", "items": {"items": [], "total": 7, "limit": 50}}
+
+
+def is_playlist(result: object) -> bool:
+    """Whether ``result`` is the client's reading of PLAYLIST."""
+    return isinstance(result, Playlist) and result.page.total == 7
 
 
 def json_reply(status: int, body: object = None, headers: dict[str, str] | None = None) -> Scripted:
@@ -55,7 +64,7 @@ class Recorder:
 
 @dataclass
 class FakeApi:
-    """Token endpoint plus ``GET /v1/...``; API replies come from ``script``, else 200 {"ok"}."""
+    """Token endpoint plus ``GET /v1/...``; API replies come from ``script``, else PLAYLIST."""
 
     expires_in: int = 3600
     tokens: list[str] = field(default_factory=list)
@@ -90,7 +99,7 @@ class FakeApi:
             return web.json_response(
                 {"error": {"status": 401, "message": "The access token expired"}}, status=401
             )
-        status, headers, body = self.script.popleft() if self.script else (200, {}, {"ok": 1})
+        status, headers, body = self.script.popleft() if self.script else (200, {}, PLAYLIST)
         if status == DROP:
             assert request.transport is not None
             request.transport.close()
@@ -138,6 +147,11 @@ async def running_recorder() -> AsyncIterator[Recorder]:
 
 
 FAST = Backoff(base_s=0.005, cap_s=0.05)
+
+
+def id_of(obj: Raw | None) -> str | None:
+    """The id of an object the client returned as raw bytes (None stays None)."""
+    return None if obj is None else decode_entity(obj).id
 
 
 def existing_artists(catalog: Catalog, count: int) -> list[str]:

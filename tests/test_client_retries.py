@@ -21,6 +21,8 @@ from tests.test_client_fakes import (
     SLOW,
     Scripted,
     existing_artists,
+    id_of,
+    is_playlist,
     json_reply,
     running_fake_api,
     sim_client,
@@ -55,7 +57,7 @@ async def fetch_playlist(script: list[Scripted], **api: Any) -> tuple:
 async def test_retry_after_is_honoured_and_not_counted_as_a_failure() -> None:
     script = [json_reply(429, {"error": {"status": 429}}, {"Retry-After": "1"})] * 3
     result, elapsed, stats, requests = await fetch_playlist(script, max_retries=1)
-    assert result == {"ok": 1}
+    assert is_playlist(result)
     assert 3.0 <= elapsed < 3.8  # three 1 s parks, none cut short; max_retries (1) not used up
     assert stats.requests[("playlist", 429)] == 3 and stats.rate_limited == 3
     assert stats.retries == 3 and len(requests) == 4
@@ -68,7 +70,7 @@ async def test_429_without_header_or_body_backs_off_exponentially() -> None:
             fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=Backoff(0.1, 5.0)
         ) as client:
             started = time.monotonic()
-            assert await client.playlist("p") == {"ok": 1}
+            assert is_playlist(await client.playlist("p"))
             elapsed = time.monotonic() - started
     assert 0.1 + 0.2 + 0.4 <= elapsed < 1.2
 
@@ -81,7 +83,7 @@ async def test_simulator_429s_with_and_without_retry_after_end_in_success(sim_se
         # The client is told a far higher rate than the server grants: it must learn.
         async with sim_client(sim, rate=1000, window_s=1.0, stats=stats) as client:
             got = await asyncio.gather(*(client.artists([a]) for a in artists))
-        assert [g[0]["id"] for g in got] == artists
+        assert [id_of(g[0]) for g in got] == artists
         counts = await sim.stats()
         assert 0 < counts["throttled"] == stats.rate_limited <= 25
         assert counts["faults"].get("bare_429", 0) == (counts["throttled"] if bare_share else 0)
@@ -97,7 +99,7 @@ async def test_a_parked_account_does_not_hold_up_the_others(sim_server) -> None:
     async with sim_client(sim, max_retry_after_s=900) as client:
         got = await asyncio.gather(*(client.artists([a]) for a in artists))
         status = {s.account: s for s in client.status().accounts}
-    assert [g[0]["id"] for g in got] == artists
+    assert [id_of(g[0]) for g in got] == artists
     assert time.monotonic() - started < 5
     assert status["acct-a"].parked_until == pytest.approx(time.time() + 30, abs=5)
     assert status["acct-b"].parked_until is None
@@ -144,7 +146,7 @@ async def test_faults_are_retried_until_success(sim_server) -> None:
     stats = Stats()
     async with sim_client(sim, stats=stats, max_retries=10) as client:
         got = await asyncio.gather(*(client.artists(artists[i : i + 2]) for i in range(0, 40, 2)))
-    assert [a["id"] for pair in got for a in pair] == artists
+    assert [id_of(a) for pair in got for a in pair] == artists
     faults = (await sim.stats())["faults"]
     for kind in ("error_", "drop", "truncate_"):
         assert sum(n for name, n in faults.items() if name.startswith(kind)) > 0, kind
@@ -160,7 +162,7 @@ async def test_faults_are_retried_until_success(sim_server) -> None:
         ),
         ((DROP, {}, None), "connection failed (ServerDisconnectedError)"),
         (json_reply(200, b'{"id": "p", "name'), "truncated or invalid JSON body"),
-        (json_reply(200, ["not", "an", "object"]), "response body of an unexpected shape"),
+        (json_reply(200, ["not", "an", "object"]), "response body of an unexpected shape ("),
         ((SLOW, {}, None), "timed out"),
     ],
 )
@@ -168,14 +170,14 @@ async def test_exhausted_retries_raise_request_failed(reply: tuple, reason: str)
     # Ample script: aiohttp itself resends once when a reused connection was dropped.
     result, _, stats, requests = await fetch_playlist([reply] * 6, read_timeout_s=0.2)
     assert isinstance(result, RequestFailed)
-    assert (result.endpoint, result.reason) == ("playlist", reason)
+    assert result.endpoint == "playlist" and result.reason.startswith(reason)
     assert stats.retries == 2 and 3 <= len(requests) <= 6
 
 
 async def test_a_mix_of_failures_within_the_retry_budget_succeeds() -> None:
     script = [json_reply(502), json_reply(200, b"{")]
     result, _, stats, requests = await fetch_playlist(script)
-    assert result == {"ok": 1}
+    assert is_playlist(result)
     assert stats.retries == 2 and len(requests) == 3
 
 
@@ -187,5 +189,5 @@ async def test_wrong_length_batch_is_retried() -> None:
         async with SpotifyClient(
             fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=FAST
         ) as client:
-            assert await client.artists(["a" * 22, "b" * 22]) == [None, None]
+            assert await client.artists(["a" * 22, "b" * 22]) == [None, None]  # nulls
     assert len(fake.api_requests) == 2

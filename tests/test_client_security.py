@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 import aiohttp
+import orjson
 import pytest
 
+from crawler.auth import TokenSource
 from crawler.client import SpotifyClient
 from crawler.config import ApiConfig, Credential
 from crawler.errors import AuthError, ConfigError, RequestFailed
@@ -20,34 +22,34 @@ from tests.test_client_fakes import (
     json_reply,
     running_fake_api,
     running_recorder,
+    sim_credentials,
 )
 
 
 async def test_token_is_never_sent_to_another_origin(sim_server) -> None:
     sim = await sim_server()
     playlist = sim.catalog.playlist_id(0)
+    (credential,) = sim_credentials(sim)
     async with running_recorder() as foreign, aiohttp.ClientSession() as session:
-        async with SpotifyClient(
-            ApiConfig(base_url=sim.url, token_url=sim.token_url),
-            [Credential("sim-client", "sim-secret", "sim-account", 10_000, 1.0)],
-            concurrency=2,
-            stats=Stats(),
-        ) as client:
-            page = await client.playlist_items(playlist, 0)
-        assert page["next"].startswith(sim.url)  # a link the client never follows itself
+        source = TokenSource(
+            credential, sim.token_url, session, Stats(), backoff=FAST, max_retries=0
+        )
+        token = await source.token()
         http = ApiHttp(session, sim.url)
+        # Positive control: the API origin gets the token, and pages link to further pages.
+        first = await http.get(f"{sim.url}/v1/playlists/{playlist}/items", None, token)
+        assert first.status == 200
+        next_url = orjson.loads(first.body)["next"]
+        assert (await http.get(next_url, None, token)).status == 200
         port = foreign.url.rsplit(":", 1)[1]
         for url in (
-            page["next"].replace(sim.url, foreign.url),  # a `next` on a foreign origin
+            next_url.replace(sim.url, foreign.url),  # a `next` pointing elsewhere
             f"http://localhost:{port}/v1/me",  # same machine, another host name
             sim.url.replace("http://", "https://") + "/v1/me",  # another scheme
         ):
             with pytest.raises(ValueError, match="outside the API origin"):
-                await http.get(url, None, "BQsecret-token")
+                await http.get(url, None, token)
         assert foreign.requests == []
-        # Positive control: the same function does send the token to the API origin.
-        token = "BQsecret-token"
-        assert (await http.get(page["next"], None, token)).status == 401  # unknown token
 
 
 async def test_redirects_are_not_followed() -> None:

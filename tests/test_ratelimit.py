@@ -145,6 +145,21 @@ def test_known_budget_starts_at_the_rate_and_never_exceeds_it() -> None:
     assert budget.value == pytest.approx(250 * SAFETY)
 
 
+async def test_a_limit_measured_in_the_first_window_is_measured_again_after_it() -> None:
+    # Early in a run the server's window may still hold an earlier run's requests, which
+    # makes the first measurement too low: the account ramps once more after its first window.
+    accounts = pool(("a", 0, 1.0))
+    tickets = [await accounts.acquire() for _ in range(20)]
+    for ticket in tickets[:-1]:
+        accounts.accepted(ticket)
+    accounts.rate_limited(tickets[-1], 0.0, quota_exceeded=False)
+    budget = tickets[0].account.budget
+    assert budget.estimate == 19 and not budget.ramping
+    await asyncio.sleep(tickets[0].sent_at + 1.0 - time.monotonic())
+    accounts.accepted(await accounts.acquire())
+    assert budget.ramping
+
+
 # ---------------------------------------------------------------- the pool
 
 

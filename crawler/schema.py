@@ -1,0 +1,114 @@
+"""The few fields of Spotify's objects that the crawl relies on, as msgspec views.
+
+Responses are decoded once, straight from bytes, into these views: an object the crawl only
+writes out stays a ``Raw`` slice of the response (its output line is the API's own bytes, and
+no Python dict is ever built for it), and an object it follows is decoded into the handful of
+fields it needs. A response missing one of them fails validation, which the transport treats
+like a truncated body (retry) and the expander like a malformed object (recorded failure).
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Raw, Struct
+
+NULL = Raw(b"null")
+
+
+class Ref(Struct):
+    """An artist credited on a track: local files credit artists without an id."""
+
+    id: str | None = None
+
+
+class Entity(Struct):
+    """Any catalog object: all the crawl needs to write it is that it has an id."""
+
+    id: str
+
+
+class Track(Struct):
+    """A full or simplified track: its id and credits, which lead to more artists."""
+
+    id: str
+    artists: list[Ref]
+    type: str = "track"
+
+
+class Page(Struct):
+    """A paging object whose items are kept as raw bytes."""
+
+    items: list[Raw]
+    total: int
+    limit: int = 0
+
+
+class EntityPage(Struct):
+    items: list[Entity]
+    total: int
+    limit: int
+
+
+class Album(Struct):
+    """A full album: its id and the first page of its tracks, embedded."""
+
+    id: str
+    tracks: Page
+
+
+class Playlist(Struct):
+    """A playlist embeds its first page of items (the 2026 API calls it ``items``)."""
+
+    items: Page | None = None
+    tracks: Page | None = None
+
+    @property
+    def page(self) -> Page:
+        page = self.items or self.tracks
+        if page is None:
+            raise msgspec.ValidationError("playlist without items")
+        return page
+
+
+class PlaylistItem(Struct):
+    """A track, an episode, or null for a track that is gone (``item`` in the 2026 API)."""
+
+    track: Raw | None = None
+    item: Raw | None = None
+
+
+class RelatedArtists(Struct):
+    artists: list[Entity]
+
+
+class ArtistSearch(Struct):
+    artists: EntityPage
+
+
+# Batch envelopes: one list of raw objects (``null`` for unknown IDs) under the kind's key.
+class ArtistsBatch(Struct):
+    artists: list[Raw]
+
+
+class AlbumsBatch(Struct):
+    albums: list[Raw]
+
+
+class TracksBatch(Struct):
+    tracks: list[Raw]
+
+
+class FeaturesBatch(Struct):
+    audio_features: list[Raw]
+
+
+def decoder(kind: type) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(kind)
+
+
+decode_entity = decoder(Entity).decode
+decode_track = decoder(Track).decode
+decode_album = decoder(Album).decode
+decode_page = decoder(Page).decode
+decode_playlist = decoder(Playlist).decode
+decode_playlist_item = decoder(PlaylistItem).decode
