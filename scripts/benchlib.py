@@ -155,6 +155,7 @@ class StatsPoller:
         self.first_at: float | None = None  # monotonic time the first API call was seen
         self.last_at: float | None = None  # ... and the time the final count was first seen
         self._last_count = 0
+        self._in_flight: list[int] = []  # requests in flight at each sample once crawling
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> StatsPoller:
@@ -174,12 +175,18 @@ class StatsPoller:
             self.first_at = now
         if count != self._last_count:
             self.last_at, self._last_count = now, count
+        if count:
+            self._in_flight.append(int(stats.get("in_flight", 0)))
         if self._on_sample is not None:
             self._on_sample(now, stats)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             self._sample()
+
+    def mean_in_flight(self) -> float:
+        """How much of its concurrency a crawl used on average, from its first request on."""
+        return sum(self._in_flight) / len(self._in_flight) if self._in_flight else float("nan")
 
 
 # -- measured child processes --------------------------------------------------------------
