@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -25,6 +27,7 @@ from crawler.capabilities import (
     DEVELOPMENT_ALBUMS_LIMIT,
     BatchKind,
     Capabilities,
+    Flag,
     Learnable,
 )
 from crawler.config import ApiConfig, Credential
@@ -97,6 +100,15 @@ def _raw_entity(body: bytes) -> Raw:
     return Raw(body)
 
 
+def _refused_batch(spec: _Entities) -> str:
+    if spec.single is None:
+        return f"{spec.kind} are refused to this app (403): skipping them"
+    return (
+        f"the {spec.kind} batch endpoint is refused to this app (403, development mode?): "
+        f"fetching {spec.kind} one ID at a time"
+    )
+
+
 def _unexpected(endpoint: str, reply: Reply) -> RequestFailed:
     return RequestFailed(endpoint, reply.describe())
 
@@ -155,6 +167,7 @@ class SpotifyClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None
+        self._probes: defaultdict[Flag, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def __aenter__(self) -> Self:
         self._session = session = open_session(self.api, self._concurrency)
@@ -206,6 +219,19 @@ class SpotifyClient:
         if self.capabilities.learn(name, value):
             log.warning("%s", warning)
 
+    @asynccontextmanager
+    async def _first_to_learn(self, flag: Flag) -> AsyncIterator[None]:
+        """While ``flag`` is unknown, one call at a time finds it out; the rest await its verdict.
+
+        Otherwise every worker's first call would probe at once, and a development-mode app
+        would collect one refusal per worker instead of one.
+        """
+        if getattr(self.capabilities, flag) is not None:
+            yield
+            return
+        async with self._probes[flag]:
+            yield
+
     # -------------------------------------------------------------- entities by ID
 
     async def artists(self, ids: Sequence[str]) -> list[Raw | None]:
@@ -228,25 +254,20 @@ class SpotifyClient:
         if not ids:
             return []
         flag = BATCH_FLAGS[spec.kind]
-        if getattr(self.capabilities, flag) is False:
-            return await self._singles(spec, ids)
-        reply = await self._get(
-            spec.batch, spec.path, {"ids": ",".join(ids)}, decode=spec.decode_batch(len(ids))
-        )
-        if reply.status == 200:
-            self.capabilities.learn(flag, True)
-            return [None if raw == NULL else raw for raw in reply.data]
-        if reply.status != 403:
-            raise _unexpected(spec.batch, reply)
-        if spec.single is None:
-            self._learn(flag, False, f"{spec.kind} are refused to this app (403): skipping them")
-        else:
-            self._learn(
-                flag,
-                False,
-                f"the {spec.kind} batch endpoint is refused to this app (403, development "
-                f"mode?): fetching {spec.kind} one ID at a time",
-            )
+        async with self._first_to_learn(flag):
+            if getattr(self.capabilities, flag) is not False:
+                reply = await self._get(
+                    spec.batch,
+                    spec.path,
+                    {"ids": ",".join(ids)},
+                    decode=spec.decode_batch(len(ids)),
+                )
+                if reply.status == 200:
+                    self.capabilities.learn(flag, True)
+                    return [None if raw == NULL else raw for raw in reply.data]
+                if reply.status != 403:
+                    raise _unexpected(spec.batch, reply)
+                self._learn(flag, False, _refused_batch(spec))
         return await self._singles(spec, ids)
 
     async def _singles(self, spec: _Entities, ids: Sequence[str]) -> list[Raw | None]:
@@ -276,24 +297,25 @@ class SpotifyClient:
         work, a 404 means the endpoint is gone rather than the artist.
         """
         endpoint = "related_artists"
-        if self.capabilities.related_artists is False:
-            raise EdgeUnavailable(endpoint)
-        reply = await self._get(
-            endpoint, f"/v1/artists/{artist_id}/related-artists", decode=_decode_related
-        )
-        if reply.status == 200:
-            self.capabilities.learn("related_artists", True)
-            return [artist.id for artist in reply.data.artists]
-        if reply.status == 403 or (
-            reply.status == 404 and self.capabilities.related_artists is not True
-        ):
-            self._learn(
-                "related_artists",
-                False,
-                f"related artists are not available to this app ({reply.status}): "
-                "skipping that edge",
+        async with self._first_to_learn("related_artists"):
+            if self.capabilities.related_artists is False:
+                raise EdgeUnavailable(endpoint)
+            reply = await self._get(
+                endpoint, f"/v1/artists/{artist_id}/related-artists", decode=_decode_related
             )
-            raise EdgeUnavailable(endpoint)
+            if reply.status == 200:
+                self.capabilities.learn("related_artists", True)
+                return [artist.id for artist in reply.data.artists]
+            if reply.status == 403 or (
+                reply.status == 404 and self.capabilities.related_artists is not True
+            ):
+                self._learn(
+                    "related_artists",
+                    False,
+                    f"related artists are not available to this app ({reply.status}): "
+                    "skipping that edge",
+                )
+                raise EdgeUnavailable(endpoint)
         if reply.status == 404:
             return []
         raise _unexpected(endpoint, reply)

@@ -196,6 +196,7 @@ def _write_stats(config: Config, checkpoint: Checkpoint, stats: Stats, result: R
         "pending": checkpoint.pending(),
         "commits": checkpoint.commits,
         "commit_seconds": round(checkpoint.commit_seconds, 3),
+        "checkpoint_cpu_s": round(checkpoint.cpu_seconds, 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = config.crawl.out_dir / "stats.json"

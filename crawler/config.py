@@ -84,7 +84,7 @@ class CrawlConfig:
     checkpoint: Path | None = None
     concurrency: int = 32
     linger_ms: float = 1000.0
-    commit_interval_ms: float = 200.0
+    commit_interval_ms: float = 500.0
     progress: Literal["auto", "bar", "log", "off"] = "auto"
 
     @property

@@ -181,12 +181,16 @@ class Account:
         return (self._recent(self._sent, now) + self.queued + 1) / self.budget.value
 
     async def admit(self) -> Ticket | None:
-        """Wait for pace and window room; None if the account got parked meanwhile."""
+        """Wait for pace and window room; None if the account got parked meanwhile.
+
+        After waiting for window room a request queues for the bucket again: otherwise all
+        the requests that waited for room would go out together the moment it appears.
+        """
         limited = self.queued > 0 or not self._bucket.has_capacity()
         self.queued += 1
         try:
-            await self._bucket.acquire()
             while True:
+                await self._bucket.acquire()
                 now = time.monotonic()
                 if self.parked(now):
                     return None
