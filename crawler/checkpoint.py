@@ -22,7 +22,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from crawler.errors import CheckpointError
+from crawler.errors import CheckpointError, CrawlerError
 from crawler.sinks import JsonlSink
 from crawler.tasks import OUTPUT_FILES, Line, Op, Outcome, State, Task
 
@@ -83,8 +83,8 @@ class Checkpoint:
         """
         readonly = fingerprint is None
         if not readonly:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            for directory in dict.fromkeys((out_dir, path.parent)):
+                _ensure_writable(directory)
         existed = path.exists() and path.stat().st_size > 0
         try:
             if readonly:
@@ -365,3 +365,14 @@ class Checkpoint:
 
 def _counts_from_json(rows: list[list[int]]) -> Counter[tuple[Op, State]]:
     return Counter({(Op(op), State(state)): n for op, state, n in rows})
+
+
+def _ensure_writable(directory: Path) -> None:
+    """Fail before anything starts, naming the directory and the system's reason."""
+    probe = directory / ".spotify-crawler-probe"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise CrawlerError(f"cannot write to {directory}: {exc.strerror or exc}") from None

@@ -71,14 +71,14 @@ class _Entities:
     single: str | None  # None: no single-ID fallback, a refused batch disables the edge
 
     def decode_batch(self, count: int) -> Decode:
-        """Decode a batch response into its raw objects; it must answer every ID asked."""
+        """Decode a batch response into its raw objects (None for null): one per ID asked."""
         decode = decoder(self.envelope).decode
 
-        def objects(body: bytes) -> list[Raw]:
+        def objects(body: bytes) -> list[Raw | None]:
             items: list[Raw] = msgspec.structs.astuple(decode(body))[0]
             if len(items) != count:
                 raise msgspec.ValidationError(f"{len(items)} objects for {count} IDs")
-            return items
+            return [None if raw == NULL else raw for raw in items]
 
         return objects
 
@@ -264,7 +264,7 @@ class SpotifyClient:
                 )
                 if reply.status == 200:
                     self.capabilities.learn(flag, True)
-                    return [None if raw == NULL else raw for raw in reply.data]
+                    return reply.data
                 if reply.status != 403:
                     raise _unexpected(spec.batch, reply)
                 self._learn(flag, False, _refused_batch(spec))

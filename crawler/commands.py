@@ -78,6 +78,9 @@ def crawl_command(args: argparse.Namespace) -> int:
     except CrawlerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the machine, not the crawl: still one line, never a traceback
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 @contextlib.asynccontextmanager
@@ -200,7 +203,10 @@ def _write_stats(config: Config, checkpoint: Checkpoint, stats: Stats, result: R
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = config.crawl.out_dir / "stats.json"
-    path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    try:
+        path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    except OSError as exc:  # e.g. the disk that just filled up: the run's outcome still stands
+        log.debug("could not write %s: %s", path, exc.strerror or exc)
 
 
 def status_command(args: argparse.Namespace) -> int:

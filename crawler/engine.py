@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,10 @@ SINKS = frozenset({Op.TRACK, Op.FEATURES})
 # Partial batches sent early (while workers idle) may cost at most this share of requests
 # (plus a few): the price of a pipeline that does not wait for batches to fill.
 PARTIAL_SHARE = 0.01
-PARTIAL_SPARE = 3
+PARTIAL_SPARE = 0
 PARTIAL_MIN_WAIT_S = 0.02
+# Outcomes waiting for a commit, per worker, before the dispatcher waits for the committer.
+BACKLOG_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Engine:
         self._committing = False
         self._units = 0
         self._partials = 0
+        self._max_backlog = BACKLOG_PER_WORKER * config.crawl.concurrency
         self._starving = False
         self._stopping = False
         self._closing = False
@@ -175,11 +179,14 @@ class Engine:
         """Wait for a unit worth a request, or return None when the crawl is over."""
         while not self._stopping:
             self._wake.clear()
-            unit, wait = self._pick()
+            # Backpressure: outcomes hold their response bytes until committed, so a
+            # committer that falls behind must slow the workers, not grow the heap.
+            backlog = len(self._outcomes) >= self._max_backlog
+            unit, wait = (None, None) if backlog else self._pick()
             if unit is not None:
                 self._starving = False
                 return unit
-            if self._finished():
+            if not backlog and self._finished():
                 return None
             self._starving = True
             self._commit_wake.set()
@@ -304,6 +311,15 @@ class Engine:
     # ------------------------------------------------------------------ committing
 
     async def _committer(self) -> None:
+        """Commit loop; if it dies, the crawl stops (a crawl that cannot commit must not run)."""
+        try:
+            await self._commit_loop()
+        except Exception as exc:
+            log.exception("the checkpoint committer failed")
+            self._write_error = self._write_error or CrawlerError(f"checkpoint failed: {exc}")
+            self._stop(self._write_error)
+
+    async def _commit_loop(self) -> None:
         last = time.monotonic()
         while True:
             self._commit_wake.clear()
@@ -344,9 +360,10 @@ class Engine:
                 meta={**(meta or {}), "capabilities": self.client.capabilities.to_dict()},
                 artist_budget=budget,
             )
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:  # ENOSPC, or SQLite's "database or disk is full"
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self._write_error = CrawlerError(
-                f"cannot write to {self.checkpoint.out_dir}: {exc.strerror or exc}; "
+                f"cannot write to {self.checkpoint.out_dir}: {reason}; "
                 "fix it and rerun to resume (nothing committed is lost)"
             )
             self._stop(self._write_error)

@@ -16,6 +16,7 @@ from crawler.client import SpotifyClient
 from crawler.config import ExpandConfig
 from crawler.ids import is_spotify_id
 from crawler.schema import (
+    NULL,
     Page,
     Track,
     decode_album,
@@ -203,8 +204,8 @@ class Expander:
     def _take_playlist_items(self, items: list[Raw], outcome: Outcome) -> None:
         for raw_item in items:
             item = decode_playlist_item(raw_item)
-            raw = item.track or item.item
-            if raw is None:
+            raw = item.item if item.track == NULL else item.track
+            if raw == NULL:
                 continue  # a track that is gone
             track = decode_track(raw)
             # Local files and podcast episodes are not catalog tracks.

@@ -55,8 +55,8 @@ class Budget:
     request that had to wait for the limiter (so the budget only grows while it is what holds
     the crawl back): the rate doubles about every W·ln 2/RAMP_STEP seconds, so the server's
     window fills within the first window, where its unspent budget is free. The first 429
-    ends the ramp with a direct measurement: the requests the account had accepted in the
-    window before the refused one are the server's budget. From then on the account runs at
+    ends the ramp with a direct measurement: the requests the account had accepted within the
+    window up to the refused one are the server's budget. From then on the account runs at
     SAFETY of that estimate and probes upwards: one request per window's worth of successes,
     doubling the step after each such window, so an estimate that came out low (the window
     held someone else's requests) is outgrown in a few windows; each 429 measures again.
@@ -98,7 +98,7 @@ class Budget:
         self.estimate = math.inf
 
     def cut(self, accepted: int) -> None:
-        """A 429 after ``accepted`` accepted requests in the window before it."""
+        """A 429 after ``accepted`` accepted requests in the window up to it."""
         if accepted >= min(self.value, INITIAL_BUDGET) / 2:
             self.estimate = float(accepted)
             new = accepted * SAFETY

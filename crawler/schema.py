@@ -73,8 +73,8 @@ class Playlist(Struct):
 class PlaylistItem(Struct):
     """A track, an episode, or null for a track that is gone (``item`` in the 2026 API)."""
 
-    track: Raw | None = None
-    item: Raw | None = None
+    track: Raw = NULL  # a Raw field holds null too: compare with NULL
+    item: Raw = NULL
 
 
 class RelatedArtists(Struct):

@@ -1,10 +1,11 @@
 """Machinery of scripts/bench.py: the simulator process, measured crawls, ground-truth checks.
 
 Every measurement here is taken from outside the process being measured, so the crawler and
-the peer scripts are judged alike: wall time from spawn to exit, CPU time and peak RSS from
-the kernel's accounting of that one child (`os.wait4`), API calls and their timing from the
-simulator's own counters (GET /__stats), and correctness by comparing the output files with
-the simulator's ground truth.
+the peer scripts are judged alike: wall time from spawn to exit, CPU time from the kernel's
+accounting of that one child (`os.wait4`), peak RSS from its /proc status, API calls and
+their timing from the simulator's own counters (GET /__stats), and correctness by comparing
+the output files with the simulator's ground truth.  The machine has two cores and may be
+shared, so the CPU that the simulator and everything else used during a run is measured too.
 """
 
 from __future__ import annotations

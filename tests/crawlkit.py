@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from crawler.config import Config, load_config
 from crawler.sim.catalog import Catalog
+from crawler.sim.config import SimConfig
 from crawler.sim.groundtruth import Expansion, GroundTruth, Seeds, ground_truth
+from crawler.sim.server import SimServer, start_sim
 from crawler.tasks import OUTPUT_FILES
 
 FULL = {
@@ -47,8 +54,15 @@ def write_config(
     crawl: dict[str, Any] | None = None,
 ) -> Path:
     """A crawl.toml for a crawl of the simulator at ``url``; returns its path."""
+    # A known, generous budget: these crawls measure the crawler, not the limit's discovery.
     credentials = credentials or [
-        {"client_id": "sim-client", "client_secret": "sim-secret", "account": "sim-account"}
+        {
+            "client_id": "sim-client",
+            "client_secret": "sim-secret",
+            "account": "sim-account",
+            "rate": 100_000,
+            "window_s": 1,
+        }
     ]
     sections: dict[str, dict[str, Any]] = {
         "api": {
@@ -157,3 +171,103 @@ async def start_crawl(config_path: Path, *args: str) -> asyncio.subprocess.Proce
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+# -- added for the bad-input, secrets and chaos tests ---------------------------------------
+
+
+@contextlib.contextmanager
+def sim_in_thread(config: SimConfig, catalog: Catalog) -> Iterator[SimServer]:
+    """A simulator on its own event loop in a thread, for tests that call the blocking CLI.
+
+    `crawler.cli.main` runs its own event loop, so an in-process crawl (needed to monkeypatch
+    the crawler) cannot share the test's loop with the simulator.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sim = asyncio.run_coroutine_threadsafe(start_sim(config, catalog), loop).result(30)
+    try:
+        yield sim
+    finally:
+        asyncio.run_coroutine_threadsafe(sim.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def record_tokens(sim: SimServer) -> list[str]:
+    """Every access token ``sim`` issues from now on, in order (the list fills as it runs).
+
+    The token store prunes expired grants, so its own table is no complete record; wrapping
+    `issue` of this one store instance is. It reaches into the server's private state, which
+    is the simulator's own package, not the crawler's.
+    """
+    tokens: list[str] = []
+    store = sim._state.tokens
+    issue = store.issue
+
+    def recording(client_id: str, client_secret: str) -> tuple[str, int]:
+        token, expires_in = issue(client_id, client_secret)
+        tokens.append(token)
+        return token, expires_in
+
+    store.issue = recording  # type: ignore[method-assign]
+    return tokens
+
+
+# Runs `patch` ("module:function") in the child before the CLI, to inject a fault there.
+_PATCHED_CLI = """
+import importlib, sys
+module, _, name = sys.argv.pop(1).partition(":")
+getattr(importlib.import_module(module), name)()
+from crawler.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_crawl_cli(
+    config_path: Path, *args: str, patch: str | None = None, timeout: float = 120
+) -> tuple[int, str, str]:
+    """`python -m crawler crawl` to completion: (exit code, stdout, stderr).
+
+    With ``patch`` the child first calls that function, so a fault can be injected into a real
+    crawler process; a crawl that then hangs fails the test after ``timeout`` instead of
+    hanging it. The child runs from the repository root so that ``tests.…`` imports.
+    """
+    argv = ["-m", "crawler"] if patch is None else ["-c", _PATCHED_CLI, patch]
+    try:
+        proc = subprocess.run(
+            [sys.executable, *argv, "crawl", "-c", str(config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the crawl did not end within {timeout} s (hung): {exc.stderr!r}")
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. "256k") mounted at ``path``; skips the test if not permitted."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remount(path: Path, options: str) -> None:
+    """Changes a tmpfs mounted by `tmpfs` in place (size=…, ro, rw): its files stay."""
+    subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)

@@ -109,6 +109,22 @@ async def test_development_app_is_detected_then_remembered(sim_server, caplog) -
     assert "audio_features.batch" not in counts["by_endpoint"]
 
 
+async def test_concurrent_first_calls_probe_only_once(sim_server) -> None:
+    sim: SimServer = await sim_server(mode="development")
+    artists = existing_artists(sim.catalog, 10)
+    async with sim_client(sim, mode="auto") as client:
+        batches = await asyncio.gather(
+            *(client.artists(artists[i : i + 2]) for i in range(0, 10, 2))
+        )
+        related = await asyncio.gather(
+            *(client.related_artists(a) for a in artists), return_exceptions=True
+        )
+    assert [id_of(a) for batch in batches for a in batch] == artists
+    assert all(isinstance(r, EdgeUnavailable) for r in related)
+    counts = (await sim.stats())["by_endpoint"]
+    assert counts["artists.batch"] == counts["related_artists"] == 1
+
+
 async def test_development_preset_makes_no_probe_calls(sim_server) -> None:
     sim: SimServer = await sim_server(mode="development")
     async with sim_client(sim, mode="development") as client:
