@@ -174,11 +174,13 @@ async def run_crawl(
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
-        _write_stats(config, checkpoint, stats, result)
+        _write_stats(config, checkpoint, stats, result, engine.commit_wait_s)
     return result
 
 
-def _write_stats(config: Config, checkpoint: Checkpoint, stats: Stats, result: RunResult) -> None:
+def _write_stats(
+    config: Config, checkpoint: Checkpoint, stats: Stats, result: RunResult, commit_wait_s: float
+) -> None:
     counts = checkpoint.counts
     summary = {
         "complete": result.complete,
@@ -200,6 +202,7 @@ def _write_stats(config: Config, checkpoint: Checkpoint, stats: Stats, result: R
         "commits": checkpoint.commits,
         "commit_seconds": round(checkpoint.commit_seconds, 3),
         "checkpoint_cpu_s": round(checkpoint.cpu_seconds, 3),
+        "commit_wait_s": round(commit_wait_s, 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = config.crawl.out_dir / "stats.json"

@@ -89,6 +89,7 @@ class Engine:
         self._halt_error: CrawlerError | None = None
         self._write_error: CrawlerError | None = None
         self.started = time.monotonic()
+        self.commit_wait_s = 0.0  # dispatcher idle while new work waited for a commit
 
     # ------------------------------------------------------------------ public
 
@@ -190,9 +191,15 @@ class Engine:
                 return None
             self._starving = True
             self._commit_wake.set()
+            # Idle because work is still on its way through the committer: that wait is
+            # what checkpointing costs the crawl's throughput.
+            waiting_for_commit = backlog or bool(self._outcomes) or self._committing
+            started = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+            if waiting_for_commit:
+                self.commit_wait_s += time.monotonic() - started
         return None
 
     def _batch_size(self, op: Op) -> int:

@@ -21,19 +21,20 @@ async def test_sigkill_at_random_instants_loses_nothing_and_writes_nothing_twice
     tmp_path: Path,
 ) -> None:
     rng = random.Random(20261122)
-    # A little latency stretches the crawl over a few seconds, so kills land mid-crawl.
-    async with await start_sim(SimConfig(latency_ms=3), CATALOG) as sim:
+    # Latency and few workers stretch the crawl over ~5 s of work; each run gets at most
+    # ~1 s of it (start-up takes ~0.6 s), so all six kills land mid-crawl.
+    async with await start_sim(SimConfig(latency_ms=50), CATALOG) as sim:
         path = write_config(
             tmp_path,
             sim.url,
             seeds={"artists": [SEED]},
-            crawl={"concurrency": 8, "commit_interval_ms": 50},
+            crawl={"concurrency": 4, "commit_interval_ms": 50},
         )
         kills = 0
         while kills < 6:
             proc = await start_crawl(path)
             try:
-                await asyncio.wait_for(proc.wait(), timeout=rng.uniform(0.9, 2.5))
+                await asyncio.wait_for(proc.wait(), timeout=rng.uniform(0.8, 1.6))
             except TimeoutError:
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()
