@@ -54,8 +54,9 @@ async def test_complete_crawl_exits_0_and_writes_stats(tmp_path: Path) -> None:
 
 
 async def test_sigint_exits_130_and_the_rerun_completes(tmp_path: Path) -> None:
-    async with await start_sim(SimConfig(latency_ms=5), CATALOG) as sim:
-        path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]})
+    # ~4 s of work (latency, 4 workers): the interrupt lands mid-crawl, after start-up.
+    async with await start_sim(SimConfig(latency_ms=50), CATALOG) as sim:
+        path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, crawl={"concurrency": 4})
         code, output = await crawl(path, interrupt_after=1.5)
         assert code == 130, output
         assert "rerun the same command to resume" in output
