@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -219,17 +219,21 @@ class Checkpoint:
         seeds: Iterable[tuple[Op, str]] = (),
         meta: Mapping[str, Any] | None = None,
         artist_budget: int | None = None,
+        on_new: Callable[[list[Task]], None] | None = None,
     ) -> list[Task]:
         """Apply outcomes (and seed tasks) in one transaction; return the tasks that are new.
 
         ``artist_budget`` caps how many new artist tasks may be admitted (``max_artists``).
+        ``on_new`` gets the new tasks as soon as they exist, before the transaction commits:
+        work may start on them at once, because its outcome can only be committed by a
+        later transaction, which requires this one to have committed first.
         """
         started = time.perf_counter()
         outcomes = list(outcomes)
         db = self._db
         await db.execute("BEGIN")
         try:
-            new_tasks = await self._apply(outcomes, list(seeds), artist_budget)
+            new_tasks = await self._apply(outcomes, list(seeds), artist_budget, on_new)
             lengths = await asyncio.to_thread(self._flush_sinks)
             await db.executemany(
                 "INSERT INTO output(name, length) VALUES (?, ?) "
@@ -246,7 +250,11 @@ class Checkpoint:
         return new_tasks
 
     async def _apply(
-        self, outcomes: list[Outcome], seeds: list[tuple[Op, str]], artist_budget: int | None
+        self,
+        outcomes: list[Outcome],
+        seeds: list[tuple[Op, str]],
+        artist_budget: int | None,
+        on_new: Callable[[list[Task]], None] | None,
     ) -> list[Task]:
         db = self._db
         known = self._known_artists
@@ -267,12 +275,10 @@ class Checkpoint:
         if candidates:
             await db.executemany("INSERT INTO cand(op, key, state) VALUES (?, ?, ?)", candidates)
             excess = await self._cap_new_artists(artist_budget) if artist_budget is not None else ()
-            async with db.execute(
+            inserted = await db.execute_fetchall(
                 "INSERT INTO task(op, key, state) SELECT op, key, state FROM cand WHERE true "
                 "ON CONFLICT DO NOTHING RETURNING seq, op, key, state"
-            ) as cursor:
-                inserted = await cursor.fetchall()
-            await db.execute("DELETE FROM cand")
+            )
             started = time.thread_time()
             for seq, op, key, state in sorted(inserted):
                 self.counts[(op, state)] += 1  # int keys: equal to and hashed as the enums
@@ -284,6 +290,9 @@ class Checkpoint:
             self._remember_artists(
                 {key for op, key, _ in candidates if op == Op.ARTIST}.difference(excess)
             )
+            if on_new is not None:
+                on_new(new_tasks)
+            await db.execute("DELETE FROM cand")
             self._apply_cpu += time.thread_time() - started
         started = time.thread_time()
         updates = []

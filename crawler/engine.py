@@ -45,7 +45,7 @@ SINKS = frozenset({Op.TRACK, Op.FEATURES})
 # Partial batches sent early (while workers idle) may cost at most this share of requests
 # (plus a few): the price of a pipeline that does not wait for batches to fill.
 PARTIAL_SHARE = 0.01
-PARTIAL_SPARE = 0
+PARTIAL_SPARE = 3
 PARTIAL_MIN_WAIT_S = 0.02
 # Outcomes waiting for a commit, per worker, before the dispatcher waits for the committer.
 BACKLOG_PER_WORKER = 4
@@ -82,6 +82,7 @@ class Engine:
         self._units = 0
         self._partials = 0
         self._max_backlog = BACKLOG_PER_WORKER * config.crawl.concurrency
+        self._busy = max(1, config.crawl.concurrency * 3 // 4)  # slots in use that mean "busy"
         self._starving = False
         self._stopping = False
         self._closing = False
@@ -233,7 +234,7 @@ class Engine:
         if stalled:
             op = (leading or partial)[0]
             return self._take(op, frontier.size(op), partial=False), None
-        idle = len(self._workers) < self.config.crawl.concurrency // 2
+        idle = len(self._workers) <= self.config.crawl.concurrency // 4
         if idle and leading and self._partials < PARTIAL_SHARE * self._units + PARTIAL_SPARE:
             op = max(leading, key=frontier.waited)
             if frontier.waited(op) >= PARTIAL_MIN_WAIT_S:
@@ -336,8 +337,11 @@ class Engine:
                     return
                 await self._commit_wake.wait()
                 continue
+            # Commit at once while workers are short of work (new tasks are useful now); only
+            # a busy crawl, with its slots full, waits to gather a bigger group.
+            hungry = self._starving or len(self._workers) < self._busy
             due = last + self._commit_interval - time.monotonic()
-            if self._outcomes and due > 0 and not (self._starving or self._closing or refill):
+            if self._outcomes and due > 0 and not (hungry or self._closing or refill):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(due):
                         await self._commit_wake.wait()
@@ -361,11 +365,12 @@ class Engine:
             budget = limit - sum(self.checkpoint.counts[(Op.ARTIST, s)] for s in State)
         self._committing = True
         try:
-            new = await self.checkpoint.commit(
+            await self.checkpoint.commit(
                 outcomes,
                 seeds=seeds or (),
                 meta={**(meta or {}), "capabilities": self.client.capabilities.to_dict()},
                 artist_budget=budget,
+                on_new=self._discovered,
             )
         except (OSError, sqlite3.Error) as exc:  # ENOSPC, or SQLite's "database or disk is full"
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -377,7 +382,10 @@ class Engine:
             return
         finally:
             self._committing = False
-        self.frontier.add(new)
+
+    def _discovered(self, tasks: list[Task]) -> None:
+        self.frontier.add(tasks)
+        self._wake.set()
 
     # ------------------------------------------------------------------ result
 
