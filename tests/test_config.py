@@ -24,7 +24,7 @@ def test_example_config_loads_with_defaults_for_the_simulator() -> None:
     config = load_config(ROOT / "crawl.toml", environ={})
     assert config.credentials[0].client_id == "sim-client"
     assert config.credentials[0].account == "main"
-    assert config.seeds.artists == ("6heDoAZLJST4P7Pm3He94s",)
+    assert config.seeds.artists == ("AYgiN36O862DJmXTDzbjTn",)
     assert config.crawl.out_dir == ROOT / "out"
     assert config.crawl.checkpoint_path == ROOT / "out" / "checkpoint.db"
 
@@ -95,3 +95,14 @@ def test_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_example_config_seeds_exist_in_its_simulated_catalog() -> None:
+    """The quick start crawls these: a seed the simulator does not know would crawl nothing."""
+    from crawler.sim.catalog import Catalog
+    from crawler.sim.ids import Kind
+
+    config = load_config(ROOT / "crawl.toml", environ={})
+    catalog = Catalog(config.sim.artists, seed=config.sim.seed, playlists=config.sim.playlists)
+    for artist in config.seeds.artists:
+        assert catalog.lookup(artist, Kind.ARTIST) is not None
