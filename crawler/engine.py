@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -374,6 +375,8 @@ class Engine:
             )
         except (OSError, sqlite3.Error) as exc:  # ENOSPC, or SQLite's "database or disk is full"
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, sqlite3.Error) and "disk is full" in reason:
+                reason = f"{os.strerror(errno.ENOSPC)} ({reason})"  # one cause, one wording
             self._write_error = CrawlerError(
                 f"cannot write to {self.checkpoint.out_dir}: {reason}; "
                 "fix it and rerun to resume (nothing committed is lost)"
