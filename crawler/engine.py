@@ -132,7 +132,6 @@ class Engine:
                 for op, name in OUTPUT_FILES.items()
             },
             "pending": self.checkpoint.pending(),
-            "in_memory": len(self.frontier),
             "in_flight": len(self._workers),
             "failed": sum(counts[(op, State.FAILED)] for op in Op),
             "requests": self.stats.total_requests,
@@ -369,7 +368,7 @@ class Engine:
             await self.checkpoint.commit(
                 outcomes,
                 seeds=seeds or (),
-                meta={**(meta or {}), "capabilities": self.client.capabilities.to_dict()},
+                meta={**(meta or {}), **self._learned()},
                 artist_budget=budget,
                 on_new=self._discovered,
             )
@@ -385,6 +384,14 @@ class Engine:
             return
         finally:
             self._committing = False
+
+    def _learned(self) -> dict[str, Any]:
+        """Capabilities to store: the first time, then whenever the client learned more."""
+        caps = self.client.capabilities
+        if not caps.changed and "capabilities" in self.checkpoint.meta:
+            return {}
+        caps.changed = False
+        return {"capabilities": caps.to_dict()}
 
     def _discovered(self, tasks: list[Task]) -> None:
         self.frontier.add(tasks)

@@ -118,3 +118,21 @@ async def test_checkpoint_of_other_settings_exits_2_and_fresh_starts_over(tmp_pa
         code, output = await crawl(path, "--fresh")
         assert code == 0, output
     assert_ground_truth(tmp_path / "out", expected(CATALOG, load_config(path)))
+
+
+async def test_a_resumed_crawl_does_not_probe_what_it_learned(tmp_path: Path) -> None:
+    """Development mode: batch endpoints, related artists and audio features are refused once;
+    the checkpoint keeps what was learned, so the rerun sends none of those probes."""
+    probes = ("artists.batch", "albums.batch", "tracks.batch", "audio_features.batch")
+    async with await start_sim(SimConfig(mode="development", latency_ms=50), CATALOG) as sim:
+        path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, crawl={"concurrency": 4})
+        code, output = await crawl(path, interrupt_after=2.0)
+        assert code == 130, output
+        first = (await sim.stats())["by_endpoint"]
+        assert all(first.get(p, 0) >= 1 for p in probes), first
+        sim.reset_stats()
+        code, output = await crawl(path)
+        assert code == 0, output
+        second = (await sim.stats())["by_endpoint"]
+    assert not any(second.get(p) for p in (*probes, "related_artists")), second
+    assert_ground_truth(tmp_path / "out", expected(CATALOG, load_config(path), "development"))

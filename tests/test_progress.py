@@ -10,7 +10,6 @@ from crawler.progress import render, report_progress
 SNAP = {
     "written": {"artists": 1200, "albums": 15000, "tracks": 180000, "audio_features": 170000},
     "pending": 5400,
-    "in_memory": 900,
     "in_flight": 32,
     "failed": 3,
     "requests": 9000,
