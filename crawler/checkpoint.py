@@ -347,6 +347,7 @@ class Checkpoint:
     async def _rollback(self) -> None:
         for sink in self.sinks.values():
             sink.discard()
+        self._known_artists.clear()  # it may hold artists of the transaction being undone
         with contextlib.suppress(sqlite3.Error):  # already gone if e.g. the disk filled up
             await self._db.execute("ROLLBACK")
         # Our in-memory counters went ahead of the database: reload them from the last commit.

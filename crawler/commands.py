@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -70,27 +70,36 @@ def fingerprint(config: Config) -> dict[str, Any]:
     return orjson.loads(orjson.dumps({"seeds": asdict(config.seeds), "expand": expand}))
 
 
-def crawl_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+def _one_line_errors(command: Callable[[], int]) -> int:
+    """Run a command; an error the user can act on is one line on stderr, never a traceback."""
     try:
-        config = load_config(args.config, need_credentials=not args.sim)
-        return _run(_crawl(config, args))
+        return command()
     except CrawlerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:  # the machine, not the crawl: still one line, never a traceback
+    except OSError as exc:  # the machine, not the crawl: still one line
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def crawl_command(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+
+    def crawl() -> int:
+        config = load_config(args.config, need_credentials=not args.sim)
+        return _run(_crawl(config, args))
+
+    return _one_line_errors(crawl)
 
 
 @contextlib.asynccontextmanager
 async def _simulated(config: Config) -> AsyncIterator[Config]:
     """Serve the config's credentials from an in-process simulator and point the config at it."""
     from crawler.sim.catalog import Catalog
-    from crawler.sim.config import SimClient, SimConfig
+    from crawler.sim.config import DEFAULT_CLIENT, SimClient, SimConfig
     from crawler.sim.server import start_sim
 
-    credentials = config.credentials or (SimClient("sim-client", "sim-secret", "sim-account"),)
+    credentials = config.credentials or (DEFAULT_CLIENT,)
     clients = tuple(
         SimClient(c.client_id, c.client_secret, c.account, config.sim.rate or None)
         for c in credentials
@@ -213,12 +222,7 @@ def _write_stats(
 
 
 def status_command(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config, need_credentials=False)
-        return _run(_status(config))
-    except CrawlerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return _one_line_errors(lambda: _run(_status(load_config(args.config, need_credentials=False))))
 
 
 async def _status(config: Config) -> int:

@@ -29,11 +29,11 @@ from crawler.tasks import Op, Outcome, State, Task, paged_key, split_paged_key
 ALBUM_TRACKS_PAGE = 50
 PLAYLIST_ITEMS_PAGE = 50
 BadShape = msgspec.ValidationError  # an object that parsed but is not what the API documents
-Follow = Callable[[Raw, Outcome], None]
 
 
-def _further_offsets(page: Page, first: int, step: int) -> range:
-    return range(first, page.total, step)
+def _further_offsets(page: Page, step: int) -> range:
+    """Offsets of the pages after ``page``, whose items start at offset 0."""
+    return range(len(page.items), page.total, step)
 
 
 class Expander:
@@ -42,8 +42,6 @@ class Expander:
     ) -> None:
         self.client = client
         self.expand = expand
-        # Other tracks were seen (with their credits) on an album page or in a playlist
-        # before they were fetched: only seed tracks have edges still to follow.
         self._seed_tracks = seed_tracks
         self._batch_handlers: dict[Op, Callable[[list[Task], Outcome], Awaitable[None]]] = {
             Op.ARTIST: self._artists,
@@ -136,7 +134,7 @@ class Expander:
             return
         page = album.tracks
         self._take_tracks(page.items, outcome, album_id=task.key)
-        for offset in _further_offsets(page, len(page.items), ALBUM_TRACKS_PAGE):
+        for offset in _further_offsets(page, ALBUM_TRACKS_PAGE):
             outcome.discovered.append((Op.ALBUM_TRACKS, paged_key(task.key, offset)))
 
     async def _tracks(self, tasks: list[Task], outcome: Outcome) -> None:
@@ -186,7 +184,7 @@ class Expander:
             return State.MISSING
         page = playlist.page
         self._take_playlist_items(page.items, outcome)
-        for offset in _further_offsets(page, len(page.items), PLAYLIST_ITEMS_PAGE):
+        for offset in _further_offsets(page, PLAYLIST_ITEMS_PAGE):
             outcome.discovered.append((Op.PLAYLIST_ITEMS, paged_key(task.key, offset)))
         return State.DONE
 
