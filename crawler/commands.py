@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -53,6 +54,13 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def _tune_gc() -> None:
+    """A crawl makes millions of short-lived tuples and few reference cycles: collecting the
+    young generation every 700 allocations cost ~9 % of the crawler's CPU (1,000-artist crawl)."""
+    gc.freeze()  # what is loaded by now lives as long as the process: never scan it again
+    gc.set_threshold(20_000, 10, 10)
 
 
 def _run(coro: Any) -> Any:
@@ -128,6 +136,7 @@ def _remove_previous(config: Config) -> None:
 
 
 async def _crawl(config: Config, args: argparse.Namespace) -> int:
+    _tune_gc()
     result = await run_crawl(
         config, sim=args.sim, fresh=args.fresh, progress=args.progress, handle_signals=True
     )
@@ -211,6 +220,7 @@ def _write_stats(
         "commits": checkpoint.commits,
         "commit_seconds": round(checkpoint.commit_seconds, 3),
         "checkpoint_cpu_s": round(checkpoint.cpu_seconds, 3),
+        "checkpoint_cpu_parts": {k: round(v, 3) for k, v in checkpoint.cpu_parts.items()},
         "commit_wait_s": round(commit_wait_s, 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

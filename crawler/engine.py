@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import sqlite3
@@ -28,6 +27,7 @@ from crawler.errors import (
     CrawlerError,
     EdgeUnavailable,
     RequestFailed,
+    cannot_write,
 )
 from crawler.expand import BadShape, Expander
 from crawler.frontier import Frontier
@@ -371,14 +371,13 @@ class Engine:
                 meta={**(meta or {}), **self._learned()},
                 artist_budget=budget,
                 on_new=self._discovered,
+                track_features=self.expander.edge_enabled(Op.FEATURES),
             )
         except (OSError, sqlite3.Error) as exc:  # ENOSPC, or SQLite's "database or disk is full"
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            if isinstance(exc, sqlite3.Error) and "disk is full" in reason:
-                reason = f"{os.strerror(errno.ENOSPC)} ({reason})"  # one cause, one wording
-            self._write_error = CrawlerError(
-                f"cannot write to {self.checkpoint.out_dir}: {reason}; "
-                "fix it and rerun to resume (nothing committed is lost)"
+            self._write_error = cannot_write(
+                self.checkpoint.out_dir,
+                exc,
+                "fix it and rerun to resume (nothing committed is lost)",
             )
             self._stop(self._write_error)
             return

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
+from pathlib import Path
+
 
 class CrawlerError(Exception):
     """Base of every error the crawler reports to its user as one line."""
@@ -50,3 +55,11 @@ class EdgeUnavailable(CrawlerError):
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         super().__init__(f"{endpoint} is not available to this app")
+
+
+def cannot_write(directory: Path, exc: OSError | sqlite3.Error, advice: str) -> CrawlerError:
+    """One wording for a failed write, whether SQLite or a file write hit it first."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, sqlite3.Error) and "disk is full" in reason:
+        reason = f"{os.strerror(errno.ENOSPC)} ({reason})"
+    return CrawlerError(f"cannot write to {directory}: {reason}; {advice}")

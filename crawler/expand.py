@@ -223,13 +223,13 @@ class Expander:
         self._track_edges(track, outcome)
 
     def _track_edges(self, track: Track, outcome: Outcome) -> None:
+        # A track's audio features need no edge here: the checkpoint adds that task beside
+        # every new track task (see ``Checkpoint.commit``).
         if self.expand.track_artists:
             # Local files credit artists without an id: nothing to crawl there.
             outcome.discovered.extend(
                 (Op.ARTIST, artist.id) for artist in track.artists if is_spotify_id(artist.id)
             )
-        if self.edge_enabled(Op.FEATURES):
-            outcome.discovered.append((Op.FEATURES, track.id))
 
 
 def _with_album(raw: Raw, album_id: str | None) -> bytes:

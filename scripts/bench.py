@@ -58,6 +58,8 @@ from benchlib import (
     verify,
 )
 
+from crawler.sim.config import SimClient, SimConfig
+
 PEER_SCRIPTS = {"spotipy": "spotipy_bfs.py", "tekore": "tekore_bfs.py"}
 SEED = 1
 LATENCY_ARTISTS = 150
@@ -238,7 +240,7 @@ def latency(bench: Bench) -> Report:
     """Many requests each waiting on the network: what concurrency and batching buy."""
     runs: dict[str, list[Run]] = {c: [] for c in bench.args.crawlers}
     truth = ground_truth(LATENCY_ARTISTS, SEED)
-    with Sim(SimSpec(LATENCY_ARTISTS, SEED, latency_ms=50)) as sim:
+    with Sim(SimSpec(LATENCY_ARTISTS, SEED, SimConfig(latency_ms=50))) as sim:
         for i in range(bench.args.runs):
             # Interleaved and rotated, so drift and the simulator's cold caches (its first
             # crawl costs it twice the CPU of later ones) hurt every crawler alike.
@@ -360,9 +362,9 @@ def _ratelimit(bench: Bench, known: bool) -> Report:
     min_budget, max_429 = (95.0, 0.5) if known else (85.0, 3.0)
     artists = bench.pick(RATELIMIT_ARTISTS)
     truth = ground_truth(artists, SEED)
-    clients = tuple(":".join(a) for a in ACCOUNTS)
     credentials = [Credential(*a, rate=RATE if known else 0, window_s=WINDOW_S) for a in ACCOUNTS]
-    spec = SimSpec(artists, SEED, rate=RATE, window_s=WINDOW_S, clients=clients)
+    clients = tuple(SimClient(*a) for a in ACCOUNTS)
+    spec = SimSpec(artists, SEED, SimConfig(clients=clients, rate=RATE, window_s=WINDOW_S))
     runs: list[Run] = []
     with Sim(spec) as sim:
         for i in range(bench.args.runs):

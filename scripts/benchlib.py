@@ -31,6 +31,9 @@ from typing import Any
 import orjson
 from peers.peerlib import DEFAULT_CLIENT, KINDS, OUTPUT_FILES, Kind
 
+from crawler.sim.cli import config_argv
+from crawler.sim.config import SimConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = Path(__file__).resolve().parent / "peers"
 TOKEN_ENDPOINT = "token"  # the simulator's stats name for POST /api/token
@@ -66,24 +69,15 @@ def throttled(stats: dict[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class SimSpec:
-    """A simulator's command line; `clients` are ID:SECRET:ACCOUNT[:RATE] strings."""
+    """A simulator process: its catalog (`ground_truth` needs the same two numbers) and how
+    it behaves; the behaviour is a SimConfig, so the `sim` options are written in one place."""
 
     artists: int
     seed: int = 1
-    latency_ms: float = 0.0
-    rate: int = 0
-    window_s: float = 30.0
-    clients: tuple[str, ...] = ()
+    config: SimConfig = field(default_factory=SimConfig)
 
     def argv(self) -> list[str]:
-        argv = [
-            *("--artists", str(self.artists), "--seed", str(self.seed)),
-            *("--latency-ms", str(self.latency_ms), "--rate", str(self.rate)),
-            *("--window-s", str(self.window_s)),
-        ]
-        for client in self.clients:
-            argv += ["--client", client]
-        return argv
+        return ["--artists", str(self.artists), "--seed", str(self.seed), *config_argv(self.config)]
 
 
 class Sim:

@@ -56,6 +56,8 @@ from benchlib import (
 )
 from peers.peerlib import KINDS, OUTPUT_FILES
 
+from crawler.sim.config import SimClient, SimConfig
+
 # The simulator issues "BQ" + secrets.token_urlsafe(60) (crawler/sim/auth.py): 80 URL-safe
 # characters. The tokens live in another process, so they are found by their shape.
 TOKEN_PATTERN = re.compile(rb"BQ[A-Za-z0-9_-]{80}")
@@ -65,36 +67,6 @@ RESUME_PATTERN = re.compile(r"rate-limited until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d
 PAUSE_PATTERN = re.compile(r"rate-limited(?:: pausing it)? for ([0-9.]+) s")
 MAX_PARK_WAIT_S = 120.0  # never sleep longer than this for an exit 3, whatever it says
 SEED_ARTISTS = 3  # the first artists of a catalog may be deleted ones; three make it certain
-
-
-@dataclass(frozen=True)
-class ChaosSpec(SimSpec):
-    """The simulator's command line with every fault the soak injects."""
-
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    truncate_rate: float = 0.0
-    token_ttl_s: float = 3600.0
-    bare_429_rate: float = 0.0
-    ban_account: str | None = None
-    ban_after: int = 0
-    ban_after_429s: int = 0
-    ban_scale: float = 1.0
-    fault_seed: int = 0
-
-    def argv(self) -> list[str]:
-        argv = [
-            *super().argv(),
-            *("--error-rate", str(self.error_rate), "--drop-rate", str(self.drop_rate)),
-            *("--truncate-rate", str(self.truncate_rate)),
-            *("--token-ttl-s", str(self.token_ttl_s)),
-            *("--bare-429-rate", str(self.bare_429_rate)),
-            *("--ban-after-429s", str(self.ban_after_429s), "--ban-scale", str(self.ban_scale)),
-            *("--fault-seed", str(self.fault_seed)),
-        ]
-        if self.ban_account is not None:
-            argv += ["--ban-account", self.ban_account, "--ban-after", str(self.ban_after)]
-        return argv
 
 
 @dataclass(frozen=True)
@@ -253,25 +225,24 @@ def _credentials(rng: random.Random) -> tuple[Credential, Credential]:
     )
 
 
-def _sim_spec(plan: Plan, credentials: Sequence[Credential]) -> ChaosSpec:
-    return ChaosSpec(
-        artists=plan.artists,
-        seed=plan.seed,
-        latency_ms=plan.latency_ms,
+def _sim_spec(plan: Plan, credentials: Sequence[Credential]) -> SimSpec:
+    config = SimConfig(
+        clients=tuple(SimClient(c.client_id, c.client_secret, c.account) for c in credentials),
         rate=plan.rate,
         window_s=plan.window_s,
-        clients=tuple(f"{c.client_id}:{c.client_secret}:{c.account}" for c in credentials),
+        bare_429_rate=plan.bare_429_rate,
+        ban_after_429s=plan.ban_after_429s,
+        ban_scale=plan.ban_scale,
+        force_ban_account=credentials[-1].account,
+        force_ban_after=plan.ban_after,
+        token_ttl_s=plan.token_ttl_s,
+        latency_ms=plan.latency_ms,
         error_rate=plan.error_rate,
         drop_rate=plan.drop_rate,
         truncate_rate=plan.truncate_rate,
-        token_ttl_s=plan.token_ttl_s,
-        bare_429_rate=plan.bare_429_rate,
-        ban_account=credentials[-1].account,
-        ban_after=plan.ban_after,
-        ban_after_429s=plan.ban_after_429s,
-        ban_scale=plan.ban_scale,
         fault_seed=plan.seed,
     )
+    return SimSpec(plan.artists, plan.seed, config)
 
 
 def _config_text(plan: Plan, url: str, truth: Truth, out_dir: Path, creds: Sequence[Credential]):

@@ -28,6 +28,25 @@ async def test_dedupe_and_new_tasks(tmp_path: Path) -> None:
     await cp.close()
 
 
+async def test_each_new_track_gets_one_features_task(tmp_path: Path) -> None:
+    cp = await open_cp(tmp_path)
+    found = Outcome(discovered=[(Op.TRACK, "t1"), (Op.TRACK, "t2"), (Op.TRACK, "t1")])
+    new = await cp.commit([found], track_features=True)
+    assert sorted((t.op, t.key) for t in new) == [
+        (Op.TRACK, "t1"),
+        (Op.TRACK, "t2"),
+        (Op.FEATURES, "t1"),
+        (Op.FEATURES, "t2"),
+    ]
+    again = Outcome(discovered=[(Op.TRACK, "t2"), (Op.TRACK, "t3")])
+    new = await cp.commit([again], track_features=True)
+    assert [(t.op, t.key) for t in new] == [(Op.TRACK, "t3"), (Op.FEATURES, "t3")]
+    new = await cp.commit([Outcome(discovered=[(Op.TRACK, "t4")])], track_features=False)
+    assert [(t.op, t.key) for t in new] == [(Op.TRACK, "t4")]
+    assert cp.pending(Op.FEATURES) == 3
+    await cp.close()
+
+
 async def test_new_lines_are_written_once(tmp_path: Path) -> None:
     cp = await open_cp(tmp_path)
     first = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}')])

@@ -6,13 +6,14 @@ import asyncio
 import signal
 import sys
 import time
+from dataclasses import fields
 
 import aiohttp
 import pytest
 
 from crawler.cli import build_parser
-from crawler.sim.cli import config_from_args
-from crawler.sim.config import SimClient
+from crawler.sim.cli import config_argv, config_from_args
+from crawler.sim.config import SimClient, SimConfig
 
 
 def test_options_become_the_config() -> None:
@@ -37,6 +38,33 @@ def test_options_become_the_config() -> None:
         0.02,
     )
     assert (config.bare_429_rate, config.token_ttl_s, config.fault_seed) == (0.2, 60.0, 8)
+
+
+# Every field differs from the default (tested), so a new field without an option fails.
+EVERY_FIELD_SET = SimConfig(
+    mode="development",
+    clients=(SimClient("a", "b", "acct"), SimClient("c", "d", "acct2", 7),
+             SimClient("e", "f", "acct", 0)),
+    rate=36, window_s=3.0, quota_exceeded=True, bare_429_rate=0.3, ban_after_429s=3,
+    ban_scale=4 / 3600, force_ban_account="acct2", force_ban_after=300, token_ttl_s=10.0,
+    latency_ms=12.5, error_rate=0.06, drop_rate=0.02, truncate_rate=0.02, fault_seed=7,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("config", [SimConfig(), SimConfig(latency_ms=50), EVERY_FIELD_SET])
+def test_config_argv_parses_back_to_the_config(config: SimConfig) -> None:
+    """Scripts start the simulator from a SimConfig: its options must give that config back."""
+    assert config_from_args(build_parser().parse_args(["sim", *config_argv(config)])) == config
+
+
+def test_the_round_trip_sets_every_field() -> None:
+    default = SimConfig()
+    same = [
+        f.name
+        for f in fields(SimConfig)
+        if getattr(EVERY_FIELD_SET, f.name) == getattr(default, f.name)
+    ]
+    assert same == []
 
 
 @pytest.mark.parametrize("spec", ["a:b", "a::c", "a:b:c:x", "a:b:c:1:2"])

@@ -18,6 +18,26 @@ from crawler.sim.config import DEFAULT_ARTISTS, DEFAULT_CLIENT, SimClient, SimCo
 if TYPE_CHECKING:
     from crawler.sim.catalog import Catalog
 
+# SimConfig field → the `sim` option that sets it, for every field but `clients` (repeated
+# --client): the one place both directions, options → config and config → options, read.
+_OPTIONS = {
+    "mode": "--mode",
+    "rate": "--rate",
+    "window_s": "--window-s",
+    "quota_exceeded": "--quota-exceeded",
+    "bare_429_rate": "--bare-429-rate",
+    "ban_after_429s": "--ban-after-429s",
+    "ban_scale": "--ban-scale",
+    "force_ban_account": "--ban-account",
+    "force_ban_after": "--ban-after",
+    "token_ttl_s": "--token-ttl-s",
+    "latency_ms": "--latency-ms",
+    "error_rate": "--error-rate",
+    "drop_rate": "--drop-rate",
+    "truncate_rate": "--truncate-rate",
+    "fault_seed": "--fault-seed",
+}
+
 
 def _client(spec: str) -> SimClient:
     """ID:SECRET:ACCOUNT[:RATE] → SimClient."""
@@ -29,6 +49,12 @@ def _client(spec: str) -> SimClient:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"RATE must be an integer in {spec!r}") from exc
     return SimClient(parts[0], parts[1], parts[2], rate)
+
+
+def _client_spec(client: SimClient) -> str:
+    """SimClient → ID:SECRET:ACCOUNT[:RATE], the inverse of `_client`."""
+    rate = () if client.rate is None else (str(client.rate),)
+    return ":".join((client.client_id, client.client_secret, client.account, *rate))
 
 
 def register(subparsers: Any) -> None:
@@ -52,8 +78,7 @@ def register(subparsers: Any) -> None:
         type=_client,
         action="append",
         metavar="ID:SECRET:ACCOUNT[:RATE]",
-        help=f"repeatable; default {DEFAULT_CLIENT.client_id}:{DEFAULT_CLIENT.client_secret}:"
-        f"{DEFAULT_CLIENT.account}",
+        help=f"repeatable; default {_client_spec(DEFAULT_CLIENT)}",
     )
     p.add_argument("--rate", type=int, default=0, help="requests per window per account (0 = ∞)")
     p.add_argument("--window-s", type=float, default=30.0)
@@ -73,24 +98,29 @@ def register(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
-    return SimConfig(
-        mode=args.mode,
-        clients=tuple(args.client or (DEFAULT_CLIENT,)),
-        rate=args.rate,
-        window_s=args.window_s,
-        quota_exceeded=args.quota_exceeded,
-        bare_429_rate=args.bare_429_rate,
-        ban_after_429s=args.ban_after_429s,
-        ban_scale=args.ban_scale,
-        force_ban_account=args.ban_account,
-        force_ban_after=args.ban_after,
-        token_ttl_s=args.token_ttl_s,
-        latency_ms=args.latency_ms,
-        error_rate=args.error_rate,
-        drop_rate=args.drop_rate,
-        truncate_rate=args.truncate_rate,
-        fault_seed=args.fault_seed,
-    )
+    """The parsed `sim` options as a SimConfig; an option's dest is argparse's: --a-b → a_b."""
+    fields = {f: getattr(args, o[2:].replace("-", "_")) for f, o in _OPTIONS.items()}
+    return SimConfig(clients=tuple(args.client or (DEFAULT_CLIENT,)), **fields)
+
+
+def config_argv(config: SimConfig) -> list[str]:
+    """The `sim` options that `config_from_args` turns back into `config`.
+
+    Scripts that start the simulator as a process build a SimConfig, a checked value, rather
+    than a command line of their own.  Defaults are left out, so the command line shows what a
+    run changes; the only boolean option is a store_true flag, so a non-default one is "on".
+    """
+    default = SimConfig()
+    argv: list[str] = []
+    if config.clients != default.clients:
+        for client in config.clients:
+            argv += ["--client", _client_spec(client)]
+    for field, option in _OPTIONS.items():
+        value = getattr(config, field)
+        if value == getattr(default, field):
+            continue
+        argv += [option] if isinstance(value, bool) else [option, str(value)]
+    return argv
 
 
 async def serve(config: SimConfig, catalog: Catalog, host: str, port: int) -> None:
