@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,10 @@ class Engine:
         self.expander = Expander(client, config.expand, frozenset(config.seeds.tracks))
         self._linger = config.crawl.linger_ms / 1000
         self._commit_interval = config.crawl.commit_interval_ms / 1000
-        self._outcomes: list[Outcome] = []
+        self._outcomes: list[tuple[Op, Outcome]] = []
+        # Units per op taken from the frontier whose outcome is not committed yet: what may
+        # still add tasks to the frontier.
+        self._unsettled: Counter[Op] = Counter()
         self._workers: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.crawl.concurrency)
         self._wake = asyncio.Event()  # the dispatcher may find new work
@@ -211,11 +215,12 @@ class Engine:
         """A full batch if any; else a partial one, if it is worth a request now.
 
         Waiting for batches to fill keeps the request count near the minimum. A partial
-        batch goes out (a) at a stall, when nothing else could fill it, (b) after lingering
-        ``linger_ms`` while other work is in flight, or (c) sooner, while most workers are
-        idle, within a budget of PARTIAL_SHARE extra requests: early in a crawl that is what
-        keeps the pipeline full. At a stall, tracks and audio features (which lead nowhere
-        new) keep filling while anything else can go.
+        batch goes out (a) at a stall, or once no unit queued or not yet committed can add to
+        it (``Expander.feeders``): waiting then costs time and saves nothing, (b) after
+        lingering ``linger_ms`` while other work is in flight, or (c) sooner, while most
+        workers are idle, within a budget of PARTIAL_SHARE extra requests: early in a crawl
+        that is what keeps the pipeline full. At a stall, tracks and audio features (which
+        lead nowhere new) keep filling while anything else can go.
         """
         frontier = self.frontier
         partial: list[Op] = []
@@ -234,6 +239,9 @@ class Engine:
         if stalled:
             op = (leading or partial)[0]
             return self._take(op, frontier.size(op), partial=False), None
+        for op in partial:
+            if not self._may_grow(op):  # a batch nothing can fill further: waiting is lost time
+                return self._take(op, frontier.size(op), partial=False), None
         idle = len(self._workers) <= self.config.crawl.concurrency // 4
         if idle and leading and self._partials < PARTIAL_SHARE * self._units + PARTIAL_SPARE:
             op = max(leading, key=frontier.waited)
@@ -249,8 +257,17 @@ class Engine:
             wait = min(wait or PARTIAL_MIN_WAIT_S, PARTIAL_MIN_WAIT_S)
         return None, wait
 
+    def _may_grow(self, op: Op) -> bool:
+        """Could queued work, or work not yet committed, still add tasks of ``op``?"""
+        frontier = self.frontier
+        return frontier.spilled(op) or any(
+            self._unsettled[src] or frontier.size(src) or frontier.spilled(src)
+            for src in self.expander.feeders[op]
+        )
+
     def _take(self, op: Op, size: int, *, partial: bool) -> Unit:
         self._units += 1
+        self._unsettled[op] += 1
         self._partials += partial
         return op, self.frontier.take(op, size)
 
@@ -295,7 +312,7 @@ class Engine:
             self._slots.release()
             self._wake.set()
         if outcome is not None:
-            self._outcomes.append(outcome)
+            self._outcomes.append((op, outcome))
             self._commit_wake.set()
 
     def _failed(self, tasks: list[Task], reason: str) -> Outcome:
@@ -356,7 +373,7 @@ class Engine:
     async def _commit(
         self, seeds: list[tuple[Op, str]] | None = None, meta: dict[str, Any] | None = None
     ) -> None:
-        outcomes, self._outcomes = self._outcomes, []
+        settling, self._outcomes = self._outcomes, []
         if self._write_error is not None:
             return  # after a write error nothing more is committed: the rerun redoes it
         limit = self.config.expand.max_artists
@@ -366,7 +383,7 @@ class Engine:
         self._committing = True
         try:
             await self.checkpoint.commit(
-                outcomes,
+                [outcome for _, outcome in settling],
                 seeds=seeds or (),
                 meta={**(meta or {}), **self._learned()},
                 artist_budget=budget,
@@ -383,6 +400,7 @@ class Engine:
             return
         finally:
             self._committing = False
+        self._unsettled.subtract(op for op, _ in settling)
 
     def _learned(self) -> dict[str, Any]:
         """Capabilities to store: the first time, then whenever the client learned more."""

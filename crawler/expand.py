@@ -31,6 +31,38 @@ PLAYLIST_ITEMS_PAGE = 50
 BadShape = msgspec.ValidationError  # an object that parsed but is not what the API documents
 
 
+# The ops a unit of each op may add tasks to. Every new track brings its audio-features task
+# (the checkpoint adds it), so whatever finds tracks also finds features. Tracks lead on to
+# artists only when they are seeds (see ``_follow_track``).
+LEADS_TO: dict[Op, frozenset[Op]] = {
+    Op.ARTIST: frozenset({Op.RELATED, Op.ARTIST_ALBUMS}),
+    Op.RELATED: frozenset({Op.ARTIST}),
+    Op.SEARCH: frozenset({Op.ARTIST}),
+    Op.ARTIST_ALBUMS: frozenset({Op.ALBUM, Op.ARTIST_ALBUMS}),
+    Op.ALBUM: frozenset({Op.TRACK, Op.FEATURES, Op.ALBUM_TRACKS, Op.ARTIST}),
+    Op.ALBUM_TRACKS: frozenset({Op.TRACK, Op.FEATURES, Op.ARTIST}),
+    Op.PLAYLIST: frozenset({Op.PLAYLIST_ITEMS, Op.TRACK, Op.FEATURES, Op.ARTIST}),
+    Op.PLAYLIST_ITEMS: frozenset({Op.TRACK, Op.FEATURES, Op.ARTIST}),
+    Op.TRACK: frozenset(),
+    Op.FEATURES: frozenset(),
+}
+
+
+def feeders(seed_tracks: bool) -> dict[Op, frozenset[Op]]:
+    """For each op, every op whose units may lead to it, directly or through others."""
+    leads = {**LEADS_TO, Op.TRACK: frozenset({Op.ARTIST}) if seed_tracks else frozenset()}
+    reach = {op: set(leads[op]) for op in Op}
+    changed = True
+    while changed:  # transitive closure of a ten-node graph
+        changed = False
+        for targets in reach.values():
+            for via in list(targets):
+                if not reach[via] <= targets:
+                    targets |= reach[via]
+                    changed = True
+    return {op: frozenset(src for src in Op if op in reach[src]) for op in Op}
+
+
 def _further_offsets(page: Page, step: int) -> range:
     """Offsets of the pages after ``page``, whose items start at offset 0."""
     return range(len(page.items), page.total, step)
@@ -43,6 +75,7 @@ class Expander:
         self.client = client
         self.expand = expand
         self._seed_tracks = seed_tracks
+        self.feeders = feeders(bool(seed_tracks))
         self._batch_handlers: dict[Op, Callable[[list[Task], Outcome], Awaitable[None]]] = {
             Op.ARTIST: self._artists,
             Op.ALBUM: self._albums,

@@ -42,6 +42,10 @@ class Frontier:
                 self._cursor[task.op] = task.seq
                 self._waiting_since.setdefault(task.op, time.monotonic())
 
+    def spilled(self, op: Op) -> bool:
+        """Does the checkpoint hold pending tasks of ``op`` beyond those in memory?"""
+        return self._spilled[op]
+
     def needs_refill(self) -> bool:
         return any(self._low(op) for op in Op)
 

@@ -157,6 +157,8 @@ class Bench:
         self.args = args
         self.quick: bool = args.quick
         base = Path(args.workdir) if args.workdir else None
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(tempfile.mkdtemp(prefix="spotify-bench-", dir=base))
         self._serial = 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,15 @@ async def test_other_settings_are_refused_with_the_way_out(tmp_path: Path) -> No
     await cp.close()
     with pytest.raises(CheckpointError, match=r"different settings \(seeds\).*--fresh"):
         await open_cp(tmp_path, {"seeds": {"artists": ["z"]}, "expand": {}})
+
+
+async def test_checkpoint_of_an_older_schema_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    cp = await open_cp(tmp_path)
+    await cp.close()
+    with sqlite3.connect(tmp_path / "cp.db") as db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not 2; rerun with --fresh"):
+        await open_cp(tmp_path)
 
 
 async def test_corrupt_checkpoint_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ import pytest
 
 from crawler.commands import run_crawl
 from crawler.errors import ConfigError
+from crawler.expand import LEADS_TO, Expander, feeders
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.server import start_sim
+from crawler.tasks import Op, Outcome, Task
 from tests.crawlkit import assert_ground_truth, config_for, expected, read_output
 
 CATALOG = Catalog(60, seed=3)
@@ -41,18 +43,23 @@ async def test_exhaustive_crawl_is_the_ground_truth(tmp_path: Path, mode: str) -
         assert api_calls(stats) <= truth.min_calls + 8
 
 
-async def test_every_seed_kind_and_form(tmp_path: Path) -> None:
-    catalog = Catalog(30, seed=5)
+def every_seed_kind(catalog: Catalog) -> dict[str, list[str]]:
     album = catalog.album_ids_of(2)[0]
     track = catalog.track_ids_of(4, 0)[0]
     name = catalog.view().artist(catalog.decode(existing_artist(catalog, 7)).main)["name"]
-    seeds = {
+    return {
         "artists": [f"spotify:artist:{existing_artist(catalog, 1)}"],
         "albums": [f"https://open.spotify.com/album/{album}?si=abc"],
         "tracks": [track],
         "playlists": [f"https://open.spotify.com/intl-fr/playlist/{catalog.playlist_id(0)}"],
         "search": [name],
     }
+
+
+async def test_every_seed_kind_and_form(tmp_path: Path) -> None:
+    catalog = Catalog(30, seed=5)
+    seeds = every_seed_kind(catalog)
+    album, track = catalog.album_ids_of(2)[0], seeds["tracks"][0]
     expand = {"related_artists": False, "track_artists": False}
     async with await start_sim(SimConfig(), catalog) as sim:
         config = config_for(tmp_path, sim.url, seeds=seeds, expand=expand)
@@ -61,6 +68,32 @@ async def test_every_seed_kind_and_form(tmp_path: Path) -> None:
     truth = expected(catalog, config)
     output = assert_ground_truth(config.crawl.out_dir, truth)
     assert {album} <= output.sets()["albums"] and {track} <= output.sets()["tracks"]
+
+
+async def test_units_lead_only_where_the_engine_expects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine sends a partial batch at once when no unit can add to it (``LEADS_TO``):
+    an edge the expander follows but the table lacks would cost requests, so check them all."""
+    catalog = Catalog(30, seed=5)
+    edges: set[tuple[Op, Op]] = set()
+    run = Expander.run
+
+    async def recording(self: Expander, op: Op, tasks: list[Task]) -> Outcome:
+        outcome = await run(self, op, tasks)
+        edges.update((op, found) for found, _ in outcome.discovered)
+        edges.update((op, found) for found, _, _ in outcome.new_lines)
+        return outcome
+
+    monkeypatch.setattr(Expander, "run", recording)
+    async with await start_sim(SimConfig(), catalog) as sim:
+        config = config_for(tmp_path, sim.url, seeds=every_seed_kind(catalog))
+        assert (await run_crawl(config)).exit_code == 0
+    seeded = feeders(seed_tracks=True)
+    assert {src for src, _ in edges} >= set(Op) - {Op.FEATURES}  # every kind of unit ran
+    assert all(src in seeded[dst] for src, dst in edges)
+    assert all(dst in LEADS_TO[src] for src, dst in edges if src is not Op.TRACK)
+    assert Op.TRACK not in feeders(seed_tracks=False)[Op.FEATURES]
 
 
 async def test_max_artists_bounds_the_crawl(tmp_path: Path) -> None:
