@@ -15,7 +15,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -282,18 +282,21 @@ class Checkpoint:
         started = time.thread_time()
         # Candidates grouped by (op, state), each group sent as one JSON array: SQLite reads
         # it with json_each, in C, instead of binding a parameter set per key.
+        found: defaultdict[int, list[str]] = defaultdict(list)
         groups: dict[tuple[int, int], list[str]] = {}
         new_lines: dict[tuple[int, str], Line] = {}
-        known = self._known_artists
         for op, key in seeds:
-            groups.setdefault((op, State.PENDING), []).append(key)
+            found[op].append(key)
         for outcome in outcomes:
             for op, key in outcome.discovered:
-                if op != Op.ARTIST or key not in known:
-                    groups.setdefault((op, State.PENDING), []).append(key)
+                found[op].append(key)
             for op, key, line in outcome.new_lines:
                 groups.setdefault((op, State.DONE), []).append(key)
                 new_lines.setdefault((op, key), line)
+        if Op.ARTIST in found:  # credited again and again: most are known, many repeat
+            known = self._known_artists
+            found[Op.ARTIST] = list(dict.fromkeys(k for k in found[Op.ARTIST] if k not in known))
+        groups.update(((op, State.PENDING), keys) for op, keys in found.items() if keys)
         self._apply_cpu += time.thread_time() - started
         new_tasks: list[Task] = []
         if groups:

@@ -8,11 +8,15 @@ large the frontier grows.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from collections import deque
 
 from crawler.checkpoint import Checkpoint
 from crawler.tasks import Op, Task
+
+_op = operator.itemgetter(1)  # of a Task
 
 
 class Frontier:
@@ -33,14 +37,20 @@ class Frontier:
 
     def add(self, tasks: list[Task]) -> None:
         """Queue new tasks (in seq order) unless their op already overflowed to disk."""
-        for task in tasks:
-            queue = self._queues[task.op]
-            if self._spilled[task.op] or len(queue) >= self.window:
-                self._spilled[task.op] = True
-            else:
-                queue.append(task)
-                self._cursor[task.op] = task.seq
-                self._waiting_since.setdefault(task.op, time.monotonic())
+        # The checkpoint creates new tasks op by op: a commit's tasks come in a few long runs.
+        for op, run in itertools.groupby(tasks, key=_op):
+            if self._spilled[op]:
+                continue
+            queue = self._queues[op]
+            batch = list(run)
+            room = self.window - len(queue)
+            if len(batch) > room:
+                self._spilled[op] = True
+                del batch[room:]
+            if batch:
+                queue.extend(batch)
+                self._cursor[op] = batch[-1].seq
+                self._waiting_since.setdefault(op, time.monotonic())
 
     def spilled(self, op: Op) -> bool:
         """Does the checkpoint hold pending tasks of ``op`` beyond those in memory?"""

@@ -45,6 +45,7 @@ from benchlib import (
     Verdict,
     api_calls,
     busy_cpu_s,
+    compile_bytecode,
     crawler_argv,
     crawler_config,
     ground_truth,
@@ -729,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "scripts/bench.py", *(sys.argv[1:] if argv is None else argv)])
     host = machine()
+    compile_bytecode()
     bench = Bench(args)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     reports: list[Report] = []
