@@ -86,6 +86,7 @@ class Run:
     cpu_s: float
     sim_cpu_s: float
     other_cpu_s: float  # used by anything else on the machine (incl. this harness) meanwhile
+    steal_s: float  # of which taken by the hypervisor for other guests (/proc/stat steal)
     max_rss_mb: float
     calls: int
     throttled: int
@@ -133,7 +134,7 @@ class Report:
                 f"note: other processes on the machine used up to "
                 f"{100 * busiest.other_cpu_s / busiest.wall_s:.0f} % of a core during a run "
                 f"({busiest.other_cpu_s:.1f} CPU s in a {busiest.wall_s:.1f} s run of "
-                f"{busiest.crawler})"
+                f"{busiest.crawler}; of that, steal time of the host: {busiest.steal_s:.1f} s)"
             )
         return "\n".join(parts)
 
@@ -195,13 +196,14 @@ class Bench:
         out = out or self.out_dir(crawler)
         argv = self.argv(crawler, sim, truth, out, credentials)
         sim.reset()
-        sim_cpu, busy = sim.cpu_s(), busy_cpu_s()
+        sim_cpu, (busy, steal) = sim.cpu_s(), busy_cpu_s()
         poller = StatsPoller(sim, poll_s) if poll_s else None
         with poller or nullcontext():
             proc = run_measured(argv, out.with_suffix(".log"), timeout_s, on_start)
         stats = sim.stats()
         sim_cpu = sim.cpu_s() - sim_cpu
-        others = busy_cpu_s() - busy - sim_cpu - proc.cpu_s
+        busy_after, steal_after = busy_cpu_s()
+        others = busy_after - busy - sim_cpu - proc.cpu_s
         if not check:
             verdict = Verdict(False, {}, [])
         elif proc.returncode != 0:
@@ -217,6 +219,7 @@ class Bench:
             cpu_s=proc.cpu_s,
             sim_cpu_s=sim_cpu,
             other_cpu_s=others,
+            steal_s=steal_after - steal,
             max_rss_mb=proc.max_rss_mb,
             calls=api_calls(stats),
             throttled=throttled(stats),

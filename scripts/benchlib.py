@@ -455,16 +455,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def busy_cpu_s() -> float:
-    """CPU seconds the whole machine has spent busy since boot (all cores, from /proc/stat).
+def busy_cpu_s() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy since boot (all cores, from /proc/stat),
+    and of those the steal time: what the hypervisor gave other guests of a shared host.
 
     The machine is shared: a run's busy delta minus the crawler's and the simulator's CPU is
-    what other processes took from the two cores meanwhile, reported so that a disturbed
-    measurement can be recognised.
+    what other processes (steal included) took from the two cores meanwhile, reported so that
+    a disturbed measurement can be recognised.
     """
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
 
 
 def machine() -> dict[str, Any]:
