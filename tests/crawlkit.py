@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
-from crawler.config import Config, load_config
+from crawler.core.config import Config, load_config
+from crawler.core.tasks import OUTPUT_FILES
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.groundtruth import Expansion, GroundTruth, Seeds, ground_truth
 from crawler.sim.server import SimServer, start_sim
-from crawler.tasks import OUTPUT_FILES
 
 FULL = {
     "related_artists": True,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from crawler.client import SpotifyClient
-from crawler.errors import AuthError
-from crawler.stats import Stats
+from crawler.api.client import SpotifyClient
+from crawler.core.errors import AuthError
+from crawler.core.stats import Stats
 from tests.test_client_fakes import (
     CREDENTIAL,
     FAST,

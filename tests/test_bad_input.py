@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from crawler.cli import main
-from crawler.config import load_config
+from crawler.core.config import load_config
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from tests.crawlkit import (
@@ -126,7 +126,7 @@ def test_disk_full_stops_cleanly_and_the_rerun_with_space_is_exact(tmp_path: Pat
 
 
 class _FailingOs:
-    """`os` as crawler.sinks sees it, whose ``n``-th write fails with ENOSPC (once)."""
+    """`os` as crawler.store.outputs sees it, whose ``n``-th write fails with ENOSPC (once)."""
 
     def __init__(self, n: int) -> None:
         self._left = n
@@ -144,9 +144,9 @@ class _FailingOs:
 
 def enospc_on_the_third_jsonl_write() -> None:
     """Fault injected into a crawler child process (see crawlkit.run_crawl_cli)."""
-    import crawler.sinks
+    import crawler.store.outputs
 
-    crawler.sinks.os = _FailingOs(3)  # type: ignore[assignment]
+    crawler.store.outputs.os = _FailingOs(3)  # type: ignore[assignment]
 
 
 def sqlite_full_on_the_third_commit() -> None:

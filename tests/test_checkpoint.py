@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from crawler.checkpoint import Checkpoint
-from crawler.errors import CheckpointError
-from crawler.tasks import Op, Outcome, State, Task
+from crawler.core.errors import CheckpointError
+from crawler.core.tasks import Op, Outcome, State, Task
+from crawler.store.sqlite import Checkpoint
 
 FP = {"seeds": {"artists": ["a"]}, "expand": {}}
 

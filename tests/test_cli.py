@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from crawler.cli import main
-from crawler.config import load_config
+from crawler.core.config import load_config
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimClient, SimConfig
 from crawler.sim.server import start_sim

@@ -7,14 +7,14 @@ import logging
 
 import pytest
 
-from crawler.capabilities import Capabilities
-from crawler.client import SpotifyClient
-from crawler.config import ApiConfig, Credential
-from crawler.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.api.capabilities import Capabilities
+from crawler.api.client import SpotifyClient
+from crawler.core.config import ApiConfig, Credential
+from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.core.stats import Stats
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimClient
 from crawler.sim.server import SimServer
-from crawler.stats import Stats
 from tests.test_client_fakes import (
     CREDENTIAL,
     existing_artists,

@@ -21,13 +21,13 @@ import orjson
 from aiohttp import web
 from msgspec import Raw
 
-from crawler.client import SpotifyClient
-from crawler.config import ApiConfig, Credential
-from crawler.retry import Backoff
-from crawler.schema import Playlist, decode_entity
+from crawler.api.client import SpotifyClient
+from crawler.api.retry import Backoff
+from crawler.api.schema import Playlist, decode_entity
+from crawler.core.config import ApiConfig, Credential
+from crawler.core.stats import Stats
 from crawler.sim.catalog import Catalog
 from crawler.sim.server import SimServer
-from crawler.stats import Stats
 
 CLIENT_ID = "fakeclientid0123456789"
 SECRET = "s3cr3t-do-not-log-0123456789abcdef"

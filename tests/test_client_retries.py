@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from crawler.client import SpotifyClient
-from crawler.errors import AllAccountsParked, RequestFailed
-from crawler.retry import Backoff
+from crawler.api.client import SpotifyClient
+from crawler.api.retry import Backoff
+from crawler.core.errors import AllAccountsParked, RequestFailed
+from crawler.core.stats import Stats
 from crawler.sim.config import SimClient
-from crawler.stats import Stats
 from tests.test_client_fakes import (
     CREDENTIAL,
     DROP,

@@ -8,12 +8,12 @@ import aiohttp
 import orjson
 import pytest
 
-from crawler.auth import TokenSource
-from crawler.client import SpotifyClient
-from crawler.config import ApiConfig, Credential
-from crawler.errors import AuthError, ConfigError, RequestFailed
-from crawler.http import ApiHttp
-from crawler.stats import Stats
+from crawler.api.auth import TokenSource
+from crawler.api.client import SpotifyClient
+from crawler.api.http import ApiHttp
+from crawler.core.config import ApiConfig, Credential
+from crawler.core.errors import AuthError, ConfigError, RequestFailed
+from crawler.core.stats import Stats
 from tests.test_client_fakes import (
     CLIENT_ID,
     CREDENTIAL,

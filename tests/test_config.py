@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.config import load_config
-from crawler.errors import ConfigError
+from crawler.core.config import load_config
+from crawler.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDS = '[[credentials]]\nclient_id = "id-1"\nclient_secret = "s3cret"\n'

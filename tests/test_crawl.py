@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from crawler.commands import run_crawl
-from crawler.errors import ConfigError
-from crawler.expand import LEADS_TO, Expander, feeders
+from crawler.cli.crawl import run_crawl
+from crawler.core.errors import ConfigError
+from crawler.core.tasks import Op, Outcome, Task
+from crawler.crawl.expand import LEADS_TO, Expander, feeders
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.server import start_sim
-from crawler.tasks import Op, Outcome, Task
 from tests.crawlkit import assert_ground_truth, config_for, expected, read_output
 
 CATALOG = Catalog(60, seed=3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.ids import parse_seed
+from crawler.core.ids import parse_seed
 
 ID = "0OdUWJ0sBjDrqHygGUXeCF"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from crawler.config import load_config
+from crawler.core.config import load_config
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.server import start_sim

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from crawler.progress import render, report_progress
+from crawler.crawl.progress import render, report_progress
 
 SNAP = {
     "written": {"artists": 1200, "albums": 15000, "tracks": 180000, "audio_features": 170000},

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from crawler.errors import AllAccountsParked
-from crawler.ratelimit import (
+from crawler.api.ratelimit import (
     INITIAL_BUDGET,
     RAMP_STEP,
     SAFETY,
@@ -20,8 +19,9 @@ from crawler.ratelimit import (
     _Bucket,
     _pace,
 )
-from crawler.retry import Backoff
-from crawler.stats import Stats
+from crawler.api.retry import Backoff
+from crawler.core.errors import AllAccountsParked
+from crawler.core.stats import Stats
 from tests.test_client_fakes import existing_artists, sim_client
 
 
@@ -172,7 +172,7 @@ async def test_requests_go_to_the_account_with_most_headroom() -> None:
 async def test_429_parks_only_its_account_and_others_keep_working(caplog) -> None:
     accounts = pool(("a", 10_000, 30.0), ("b", 10_000, 30.0))
     ticket = await accounts.acquire()
-    with caplog.at_level(logging.INFO, "crawler.ratelimit"):
+    with caplog.at_level(logging.INFO, "crawler.api.ratelimit"):
         accounts.rate_limited(ticket, 30.0, quota_exceeded=False)
     resumes = time.time() + 30
     parked = ticket.account.name
@@ -233,7 +233,7 @@ async def test_when_every_account_is_parked_briefly_requests_wait_for_the_first(
 
 async def test_quota_exceeded_is_warned_once_per_account_and_shown_in_status(caplog) -> None:
     accounts = pool(("a", 10_000, 30.0))
-    with caplog.at_level(logging.WARNING, "crawler.ratelimit"):
+    with caplog.at_level(logging.WARNING, "crawler.api.ratelimit"):
         for _ in range(3):
             ticket = await accounts.acquire()
             accounts.rate_limited(ticket, 0.0, quota_exceeded=True)

@@ -7,7 +7,7 @@ import random
 import signal
 from pathlib import Path
 
-from crawler.config import load_config
+from crawler.core.config import load_config
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.server import start_sim

@@ -87,7 +87,7 @@ async def test_crawl_through_faults_401s_and_progress_lines_leaks_nothing(tmp_pa
     assert code == 0, output
     assert stats["by_status"]["401"] > 0 and stats["by_status"]["429"] > 0
     assert len(tokens) > 4
-    assert " INFO crawler.progress: artists " in output
+    assert " INFO crawler.crawl.progress: artists " in output
 
 
 async def test_refused_credential_leaks_nothing(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.capabilities import Capabilities
-from crawler.client import ALBUMS, TRACKS
-from crawler.config import ExpandConfig
-from crawler.expand import Expander
-from crawler.schema import decode_page, decode_playlist
-from crawler.tasks import Op, State, Task
+from crawler.api.capabilities import Capabilities
+from crawler.api.client import ALBUMS, TRACKS
+from crawler.api.schema import decode_page, decode_playlist
+from crawler.core.config import ExpandConfig
+from crawler.core.tasks import Op, State, Task
+from crawler.crawl.expand import Expander
 
 ID = st.text(alphabet="abcdefghijKLMNOP0123456789", min_size=22, max_size=22)
 SCALAR = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5)

@@ -20,22 +20,22 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from crawler.checkpoint import Checkpoint
-from crawler.client import SpotifyClient
-from crawler.config import Config
-from crawler.errors import (
+from crawler.api.client import SpotifyClient
+from crawler.core.config import Config
+from crawler.core.errors import (
     AllAccountsParked,
     CrawlerError,
     EdgeUnavailable,
     RequestFailed,
     cannot_write,
 )
-from crawler.expand import BadShape, Expander
-from crawler.frontier import Frontier
-from crawler.stats import Stats
-from crawler.tasks import BATCH_KINDS, OUTPUT_FILES, PRIORITY, Op, Outcome, State, Task
+from crawler.core.stats import Stats
+from crawler.core.tasks import BATCH_KINDS, OUTPUT_FILES, PRIORITY, Op, Outcome, State, Task
+from crawler.crawl.expand import BadShape, Expander
+from crawler.crawl.frontier import Frontier
+from crawler.store.sqlite import Checkpoint
 
-log = logging.getLogger("crawler.engine")
+log = logging.getLogger("crawler.crawl.engine")
 
 EXIT_OK, EXIT_FAILED, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 130
 # A well-formed ID that names nothing: asking the tracks batch endpoint for it costs one call

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from crawler.errors import ConfigError
-from crawler.ids import SEED_KINDS, parse_seed
+from crawler.core.errors import ConfigError
+from crawler.core.ids import SEED_KINDS, parse_seed
 
 ApiMode = Literal["auto", "extended", "development"]
 TracksMode = Literal["auto", True, False]

@@ -25,14 +25,14 @@ from typing import Any
 import msgspec
 import orjson
 
-from crawler.auth import TokenSource
-from crawler.errors import RequestFailed
-from crawler.http import ApiHttp, RawResponse
-from crawler.ratelimit import AccountPool, Ticket
-from crawler.retry import TRANSIENT_ERRORS, Backoff, describe
-from crawler.stats import Stats
+from crawler.api.auth import TokenSource
+from crawler.api.http import ApiHttp, RawResponse
+from crawler.api.ratelimit import AccountPool, Ticket
+from crawler.api.retry import TRANSIENT_ERRORS, Backoff, describe
+from crawler.core.errors import RequestFailed
+from crawler.core.stats import Stats
 
-log = logging.getLogger("crawler.client")
+log = logging.getLogger("crawler.api.client")
 
 # Decodes a 2xx body into what the caller needs; raises msgspec.DecodeError if it cannot.
 Decode = Callable[[bytes], Any]

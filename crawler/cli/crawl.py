@@ -17,15 +17,15 @@ from typing import Any
 
 import orjson
 
-from crawler.capabilities import Capabilities
-from crawler.checkpoint import Checkpoint
-from crawler.client import SpotifyClient
-from crawler.config import Config, load_config
-from crawler.engine import Engine, RunResult
-from crawler.errors import ConfigError, CrawlerError
-from crawler.progress import report_progress
-from crawler.stats import Stats
-from crawler.tasks import OUTPUT_FILES, Op, State
+from crawler.api.capabilities import Capabilities
+from crawler.api.client import SpotifyClient
+from crawler.core.config import Config, load_config
+from crawler.core.errors import ConfigError, CrawlerError
+from crawler.core.stats import Stats
+from crawler.core.tasks import OUTPUT_FILES, Op, State
+from crawler.crawl.engine import Engine, RunResult
+from crawler.crawl.progress import report_progress
+from crawler.store.sqlite import Checkpoint
 
 log = logging.getLogger("crawler")
 

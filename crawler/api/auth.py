@@ -17,12 +17,12 @@ from typing import Any
 import aiohttp
 import orjson
 
-from crawler.config import Credential
-from crawler.errors import AuthError, RequestFailed
-from crawler.retry import TRANSIENT_ERRORS, Backoff, describe
-from crawler.stats import Stats
+from crawler.api.retry import TRANSIENT_ERRORS, Backoff, describe
+from crawler.core.config import Credential
+from crawler.core.errors import AuthError, RequestFailed
+from crawler.core.stats import Stats
 
-log = logging.getLogger("crawler.auth")
+log = logging.getLogger("crawler.api.auth")
 
 ENDPOINT = "token"
 # Refresh this long before expiry (at most a tenth of the lifetime, for short-lived test

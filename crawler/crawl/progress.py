@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-log = logging.getLogger("crawler.progress")
+log = logging.getLogger("crawler.crawl.progress")
 
 Snapshot = Callable[[], dict[str, Any]]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from crawler.errors import CheckpointError
-from crawler.tasks import Line
+from crawler.core.errors import CheckpointError
+from crawler.core.tasks import Line
 
 
 class JsonlSink:

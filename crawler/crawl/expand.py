@@ -12,10 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 from msgspec import Raw
 
-from crawler.client import SpotifyClient
-from crawler.config import ExpandConfig
-from crawler.ids import is_spotify_id
-from crawler.schema import (
+from crawler.api.client import SpotifyClient
+from crawler.api.schema import (
     NULL,
     Page,
     Track,
@@ -24,7 +22,9 @@ from crawler.schema import (
     decode_playlist_item,
     decode_track,
 )
-from crawler.tasks import Op, Outcome, State, Task, paged_key, split_paged_key
+from crawler.core.config import ExpandConfig
+from crawler.core.ids import is_spotify_id
+from crawler.core.tasks import Op, Outcome, State, Task, paged_key, split_paged_key
 
 ALBUM_TRACKS_PAGE = 50
 PLAYLIST_ITEMS_PAGE = 50

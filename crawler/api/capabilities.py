@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from crawler.config import ApiMode
+from crawler.core.config import ApiMode
 
-log = logging.getLogger("crawler.capabilities")
+log = logging.getLogger("crawler.api.capabilities")
 
 BatchKind = Literal["artists", "albums", "tracks", "audio-features"]
 Flag = Literal["batch_artists", "batch_albums", "batch_tracks", "related_artists", "audio_features"]

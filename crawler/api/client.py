@@ -20,8 +20,8 @@ import aiohttp
 import msgspec
 from msgspec import Raw
 
-from crawler.auth import TokenSource
-from crawler.capabilities import (
+from crawler.api.auth import TokenSource
+from crawler.api.capabilities import (
     BATCH_FLAGS,
     BATCH_SIZES,
     DEVELOPMENT_ALBUMS_LIMIT,
@@ -30,12 +30,10 @@ from crawler.capabilities import (
     Flag,
     Learnable,
 )
-from crawler.config import ApiConfig, Credential
-from crawler.errors import ConfigError, EdgeUnavailable, RequestFailed
-from crawler.http import ApiHttp, checked_origin, open_session
-from crawler.ratelimit import AccountPool, PoolStatus
-from crawler.retry import Backoff
-from crawler.schema import (
+from crawler.api.http import ApiHttp, checked_origin, open_session
+from crawler.api.ratelimit import AccountPool, PoolStatus
+from crawler.api.retry import Backoff
+from crawler.api.schema import (
     NULL,
     AlbumsBatch,
     ArtistsBatch,
@@ -51,10 +49,12 @@ from crawler.schema import (
     decode_playlist,
     decoder,
 )
-from crawler.stats import Stats
-from crawler.transport import Decode, Reply, Transport
+from crawler.api.transport import Decode, Reply, Transport
+from crawler.core.config import ApiConfig, Credential
+from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.core.stats import Stats
 
-log = logging.getLogger("crawler.client")
+log = logging.getLogger("crawler.api.client")
 
 PAGE_LIMIT = 50
 SEARCH_LIMIT = 10

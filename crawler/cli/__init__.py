@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crawler import commands
+from crawler.cli import crawl as crawl_cli
 from crawler.sim import cli as sim_cli
 
 
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Async, resumable crawler of the Spotify Web API catalog.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.register(sub)
+    crawl_cli.register(sub)
     sim_cli.register(sub)
     return parser
 

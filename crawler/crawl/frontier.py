@@ -13,8 +13,8 @@ import operator
 import time
 from collections import deque
 
-from crawler.checkpoint import Checkpoint
-from crawler.tasks import Op, Task
+from crawler.core.tasks import Op, Task
+from crawler.store.sqlite import Checkpoint
 
 _op = operator.itemgetter(1)  # of a Task
 

@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 
 from aiolimiter import AsyncLimiter
 
-from crawler.errors import AllAccountsParked
-from crawler.retry import Backoff
+from crawler.api.retry import Backoff
+from crawler.core.errors import AllAccountsParked
 
-log = logging.getLogger("crawler.ratelimit")
+log = logging.getLogger("crawler.api.ratelimit")
 
 BURST_SHARE = 0.02
 # W' = W × (1 + WINDOW_SLACK) + WINDOW_PAD_S: room for latency jitter between send and arrival.

@@ -20,7 +20,7 @@ from crawler.sim.catalog import Catalog
 from crawler.sim.render import EXTENDED_ONLY
 
 SPEC = (
-    Path(__file__).resolve().parents[2]
+    Path(__file__).resolve().parents[3]
     / "shared"
     / "spotify-openapi"
     / "fixed-spotify-open-api.yml"

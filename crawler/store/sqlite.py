@@ -23,9 +23,9 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from crawler.errors import CheckpointError, CrawlerError, cannot_write
-from crawler.sinks import JsonlSink
-from crawler.tasks import OUTPUT_FILES, Line, Op, Outcome, State, Task
+from crawler.core.errors import CheckpointError, CrawlerError, cannot_write
+from crawler.core.tasks import OUTPUT_FILES, Line, Op, Outcome, State, Task
+from crawler.store.outputs import JsonlSink
 
 SCHEMA_VERSION = 2
 WAL_CHECKPOINT_BYTES = 64 * 2**20

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from crawler.config import ApiConfig
-from crawler.errors import ConfigError
+from crawler.core.config import ApiConfig
+from crawler.core.errors import ConfigError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
