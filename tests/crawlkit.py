@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from crawler.core.config import Config, load_config
-from crawler.core.tasks import OUTPUT_FILES
+from crawler.core.kinds import ENTITY_STREAMS, stream_file
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.groundtruth import Expansion, GroundTruth, Seeds, ground_truth
@@ -128,7 +128,7 @@ def read_output(out_dir: Path) -> Output:
     """Every line must be a JSON object with an id; a line that is not counts as torn."""
     ids: dict[str, list[str]] = {}
     torn = 0
-    for name in OUTPUT_FILES.values():
+    for name in (stream_file(s) for s in ENTITY_STREAMS):
         key = name.removesuffix(".jsonl")
         ids[key] = []
         path = out_dir / name

@@ -11,6 +11,7 @@ from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
 from crawler.core.config import ApiConfig, Credential
 from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.core.kinds import Op
 from crawler.core.stats import Stats
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimClient
@@ -69,8 +70,8 @@ async def test_extended_app_uses_batches_and_learns_that_they_work(sim_server) -
     assert got["artist_albums"].limit == 50  # type: ignore[attr-defined]
     assert got["related"] and ids_of(got["features"]) == ids["tracks"]
     assert caps == Capabilities.for_mode("extended") and caps.changed
-    assert (caps.batch_size("artists"), caps.batch_size("albums")) == (50, 20)
-    assert (caps.batch_size("tracks"), caps.batch_size("audio-features")) == (50, 100)
+    assert (caps.batch_size(Op.ARTIST), caps.batch_size(Op.ALBUM)) == (50, 20)
+    assert (caps.batch_size(Op.TRACK), caps.batch_size(Op.FEATURES)) == (50, 100)
     endpoints = (await sim.stats())["by_endpoint"]
     assert {"artists", "album", "track"}.isdisjoint(endpoints)  # no single-ID calls
 
@@ -128,7 +129,7 @@ async def test_concurrent_first_calls_probe_only_once(sim_server) -> None:
 async def test_development_preset_makes_no_probe_calls(sim_server) -> None:
     sim: SimServer = await sim_server(mode="development")
     async with sim_client(sim, mode="development") as client:
-        assert client.capabilities.batch_size("artists") == 1
+        assert client.capabilities.batch_size(Op.ARTIST) == 1
         await crawl_a_little(client, sample(sim.catalog))
         assert not client.capabilities.changed
     assert set((await sim.stats())["by_status"]) == {"200", "404"}

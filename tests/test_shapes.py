@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crawler.api.capabilities import Capabilities
-from crawler.api.client import ALBUMS, TRACKS
+from crawler.api.client import batch_decoder
 from crawler.api.schema import decode_page, decode_playlist
 from crawler.core.config import ExpandConfig
+from crawler.core.kinds import ENTITIES
 from crawler.core.tasks import Op, State, Task
 from crawler.crawl.expand import Expander
 
@@ -91,7 +92,7 @@ def assert_clean(tasks: list[Task], outcome: Any) -> None:
 def test_album_batches_of_any_shape(albums: list[Any]) -> None:
     body = orjson.dumps({"albums": albums})
     try:
-        client = StubClient(body, ALBUMS.decode_batch(len(albums)))
+        client = StubClient(body, batch_decoder(ENTITIES[Op.ALBUM], len(albums)))
     except msgspec.DecodeError:
         return  # the transport retries such a body, then records the request as failed
     tasks, outcome = run_unit(client, Op.ALBUM, [f"a{i}" for i in range(len(albums))])
@@ -106,7 +107,7 @@ def test_album_batches_of_any_shape(albums: list[Any]) -> None:
 def test_track_batches_of_any_shape(tracks: list[Any]) -> None:
     body = orjson.dumps({"tracks": tracks})
     try:
-        client = StubClient(body, TRACKS.decode_batch(len(tracks)))
+        client = StubClient(body, batch_decoder(ENTITIES[Op.TRACK], len(tracks)))
     except msgspec.DecodeError:
         return
     assert_clean(*run_unit(client, Op.TRACK, [f"t{i}" for i in range(len(tracks))]))
@@ -141,7 +142,9 @@ def test_a_good_album_with_a_bad_track_fails_alone_and_adds_nothing() -> None:
     good = {"id": "g" * 22, "tracks": {"items": [], "total": 0, "limit": 50}}
     bad = {"id": "b" * 22, "tracks": {"items": [{"id": "t" * 22, "artists": "x"}], "total": 1}}
     body = orjson.dumps({"albums": [good, bad]})
-    _, outcome = run_unit(StubClient(body, ALBUMS.decode_batch(2)), Op.ALBUM, ["g", "b"])
+    _, outcome = run_unit(
+        StubClient(body, batch_decoder(ENTITIES[Op.ALBUM], 2)), Op.ALBUM, ["g", "b"]
+    )
     assert [(t.key, s) for t, s in outcome.states] == [("g", State.DONE), ("b", State.FAILED)]
     assert outcome.discovered == []  # the bad album's track was taken back
     assert "unexpected response" in outcome.failures[0][1]

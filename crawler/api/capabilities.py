@@ -8,31 +8,14 @@ checkpoint so a resumed crawl starts with it instead of probing again.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from crawler.core.config import ApiMode
+from crawler.core.kinds import ENTITIES, Flag, Op
 
-log = logging.getLogger("crawler.api.capabilities")
-
-BatchKind = Literal["artists", "albums", "tracks", "audio-features"]
-Flag = Literal["batch_artists", "batch_albums", "batch_tracks", "related_artists", "audio_features"]
 Learnable = Flag | Literal["artist_albums_limit"]
 
-BATCH_SIZES: dict[BatchKind, int] = {
-    "artists": 50,
-    "albums": 20,
-    "tracks": 50,
-    "audio-features": 100,
-}
-# Audio features have no usable single-ID fallback: their flag is the whole edge's.
-BATCH_FLAGS: dict[BatchKind, Flag] = {
-    "artists": "batch_artists",
-    "albums": "batch_albums",
-    "tracks": "batch_tracks",
-    "audio-features": "audio_features",
-}
 FULL_ALBUMS_LIMIT = 50
 DEVELOPMENT_ALBUMS_LIMIT = 10
 
@@ -60,9 +43,12 @@ class Capabilities:
             return cls(False, False, False, DEVELOPMENT_ALBUMS_LIMIT, False, False)
         return cls()
 
-    def batch_size(self, kind: BatchKind) -> int:
-        """How many IDs the engine should group into one call for ``kind``."""
-        return 1 if getattr(self, BATCH_FLAGS[kind]) is False else BATCH_SIZES[kind]
+    def batch_size(self, op: Op) -> int:
+        """How many tasks of ``op`` the engine should group into one call."""
+        kind = ENTITIES.get(op)
+        if kind is None:
+            return 1
+        return 1 if getattr(self, kind.flag) is False else kind.batch_size
 
     def learn(self, name: Learnable, value: bool | int) -> bool:
         """Record a learned value; True if it is news (the caller then logs it, once)."""

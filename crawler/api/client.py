@@ -12,7 +12,6 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,15 +20,7 @@ import msgspec
 from msgspec import Raw
 
 from crawler.api.auth import TokenSource
-from crawler.api.capabilities import (
-    BATCH_FLAGS,
-    BATCH_SIZES,
-    DEVELOPMENT_ALBUMS_LIMIT,
-    BatchKind,
-    Capabilities,
-    Flag,
-    Learnable,
-)
+from crawler.api.capabilities import DEVELOPMENT_ALBUMS_LIMIT, Capabilities, Learnable
 from crawler.api.http import ApiHttp, checked_origin, open_session
 from crawler.api.ratelimit import AccountPool, PoolStatus
 from crawler.api.retry import Backoff
@@ -52,6 +43,7 @@ from crawler.api.schema import (
 from crawler.api.transport import Decode, Reply, Transport
 from crawler.core.config import ApiConfig, Credential
 from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.core.kinds import ENTITIES, EntityKind, Flag, Op
 from crawler.core.stats import Stats
 
 log = logging.getLogger("crawler.api.client")
@@ -60,35 +52,26 @@ PAGE_LIMIT = 50
 SEARCH_LIMIT = 10
 
 
-@dataclass(frozen=True)
-class _Entities:
-    """A kind of entity fetched by ID: ``GET path?ids=…`` in batches, ``GET path/{id}`` alone."""
+def batch_decoder(kind: EntityKind, count: int) -> Decode:
+    """Decode a batch response into its raw objects (None for null): one per ID asked."""
+    decode = _ENVELOPES[kind.op].decode
 
-    kind: BatchKind
-    path: str
-    envelope: type  # the batch response: one list of raw objects under the kind's key
-    batch: str  # endpoint name in stats and errors
-    single: str | None  # None: no single-ID fallback, a refused batch disables the edge
+    def objects(body: bytes) -> list[Raw | None]:
+        items: list[Raw] = msgspec.structs.astuple(decode(body))[0]
+        if len(items) != count:
+            raise msgspec.ValidationError(f"{len(items)} objects for {count} IDs")
+        return [None if raw == NULL else raw for raw in items]
 
-    def decode_batch(self, count: int) -> Decode:
-        """Decode a batch response into its raw objects (None for null): one per ID asked."""
-        decode = decoder(self.envelope).decode
-
-        def objects(body: bytes) -> list[Raw | None]:
-            items: list[Raw] = msgspec.structs.astuple(decode(body))[0]
-            if len(items) != count:
-                raise msgspec.ValidationError(f"{len(items)} objects for {count} IDs")
-            return [None if raw == NULL else raw for raw in items]
-
-        return objects
+    return objects
 
 
-ARTISTS = _Entities("artists", "/v1/artists", ArtistsBatch, "artists.batch", "artists")
-ALBUMS = _Entities("albums", "/v1/albums", AlbumsBatch, "albums.batch", "album")
-TRACKS = _Entities("tracks", "/v1/tracks", TracksBatch, "tracks.batch", "track")
-FEATURES = _Entities(
-    "audio-features", "/v1/audio-features", FeaturesBatch, "audio_features.batch", None
-)
+# Batch responses: one list of raw objects under the kind's stream name.
+_ENVELOPES = {
+    Op.ARTIST: decoder(ArtistsBatch),
+    Op.ALBUM: decoder(AlbumsBatch),
+    Op.TRACK: decoder(TracksBatch),
+    Op.FEATURES: decoder(FeaturesBatch),
+}
 _decode_related = decoder(RelatedArtists).decode
 _decode_entity_page = decoder(EntityPage).decode
 _decode_search = decoder(ArtistSearch).decode
@@ -100,12 +83,13 @@ def _raw_entity(body: bytes) -> Raw:
     return Raw(body)
 
 
-def _refused_batch(spec: _Entities) -> str:
-    if spec.single is None:
-        return f"{spec.kind} are refused to this app (403): skipping them"
+def _refused_batch(kind: EntityKind) -> str:
+    name = kind.stream.replace("_", " ")
+    if kind.single is None:
+        return f"{name} are refused to this app (403): skipping them"
     return (
-        f"the {spec.kind} batch endpoint is refused to this app (403, development mode?): "
-        f"fetching {spec.kind} one ID at a time"
+        f"the {name} batch endpoint is refused to this app (403, development mode?): "
+        f"fetching {name} one ID at a time"
     )
 
 
@@ -235,46 +219,46 @@ class SpotifyClient:
     # -------------------------------------------------------------- entities by ID
 
     async def artists(self, ids: Sequence[str]) -> list[Raw | None]:
-        return await self._entities(ARTISTS, ids)
+        return await self._entities(ENTITIES[Op.ARTIST], ids)
 
     async def albums(self, ids: Sequence[str]) -> list[Raw | None]:
-        return await self._entities(ALBUMS, ids)
+        return await self._entities(ENTITIES[Op.ALBUM], ids)
 
     async def tracks(self, ids: Sequence[str]) -> list[Raw | None]:
-        return await self._entities(TRACKS, ids)
+        return await self._entities(ENTITIES[Op.TRACK], ids)
 
     async def audio_features(self, ids: Sequence[str]) -> list[Raw | None]:
         """Features aligned with ``ids``; EdgeUnavailable when this app may not read them."""
-        return await self._entities(FEATURES, ids)
+        return await self._entities(ENTITIES[Op.FEATURES], ids)
 
-    async def _entities(self, spec: _Entities, ids: Sequence[str]) -> list[Raw | None]:
+    async def _entities(self, kind: EntityKind, ids: Sequence[str]) -> list[Raw | None]:
         """The objects (raw bytes) aligned with ``ids``; None where the API knows none."""
-        if len(ids) > BATCH_SIZES[spec.kind]:
-            raise ValueError(f"at most {BATCH_SIZES[spec.kind]} {spec.kind} per call")
+        if len(ids) > kind.batch_size:
+            raise ValueError(f"at most {kind.batch_size} {kind.stream} per call")
         if not ids:
             return []
-        flag = BATCH_FLAGS[spec.kind]
+        flag = kind.flag
         async with self._first_to_learn(flag):
             if getattr(self.capabilities, flag) is not False:
                 reply = await self._get(
-                    spec.batch,
-                    spec.path,
+                    kind.endpoint,
+                    kind.path,
                     {"ids": ",".join(ids)},
-                    decode=spec.decode_batch(len(ids)),
+                    decode=batch_decoder(kind, len(ids)),
                 )
                 if reply.status == 200:
                     self.capabilities.learn(flag, True)
                     return reply.data
                 if reply.status != 403:
-                    raise _unexpected(spec.batch, reply)
-                self._learn(flag, False, _refused_batch(spec))
-        return await self._singles(spec, ids)
+                    raise _unexpected(kind.endpoint, reply)
+                self._learn(flag, False, _refused_batch(kind))
+        return await self._singles(kind, ids)
 
-    async def _singles(self, spec: _Entities, ids: Sequence[str]) -> list[Raw | None]:
-        if spec.single is None:
-            raise EdgeUnavailable(spec.batch)
+    async def _singles(self, kind: EntityKind, ids: Sequence[str]) -> list[Raw | None]:
+        if kind.single is None:
+            raise EdgeUnavailable(kind.endpoint)
         return await _gather(
-            self._single(spec.single, f"{spec.path}/{i}", _raw_entity) for i in ids
+            self._single(kind.single, f"{kind.path}/{i}", _raw_entity) for i in ids
         )
 
     async def _single(self, endpoint: str, path: str, decode: Decode) -> Any:

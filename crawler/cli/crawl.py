@@ -21,8 +21,8 @@ from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError, CrawlerError
+from crawler.core.kinds import ENTITIES, ENTITY_STREAMS, Op, State, stream_file
 from crawler.core.stats import Stats
-from crawler.core.tasks import OUTPUT_FILES, Op, State
 from crawler.crawl.engine import Engine, RunResult
 from crawler.crawl.progress import report_progress
 from crawler.store.sqlite import Checkpoint
@@ -131,7 +131,7 @@ def _remove_previous(config: Config) -> None:
     path = config.crawl.checkpoint_path
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
-    for name in (*OUTPUT_FILES.values(), "stats.json"):
+    for name in (*(stream_file(s) for s in ENTITY_STREAMS), "stats.json"):
         (config.crawl.out_dir / name).unlink(missing_ok=True)
 
 
@@ -209,11 +209,11 @@ def _write_stats(
         # Entities are totals over every run of this crawl: they are what the files hold.
         "written": {
             name.removesuffix(".jsonl"): counts[(op, State.DONE)]
-            for op, name in OUTPUT_FILES.items()
+            for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items())
         },
         "missing": {
             name.removesuffix(".jsonl"): counts[(op, State.MISSING)]
-            for op, name in OUTPUT_FILES.items()
+            for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items())
         },
         "failures": sum(counts[(op, State.FAILED)] for op in Op),
         "pending": checkpoint.pending(),

@@ -7,50 +7,16 @@ dedupe set (an entity is seen once its fetch task exists) and the durable fronti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import NamedTuple
 
 from msgspec import Raw
+
+from crawler.core.kinds import Op, State
 
 # One compact JSON object, without its newline: the API's own bytes, or bytes we built.
 Line = bytes | Raw
 
 
-class Op(IntEnum):
-    ARTIST = 1
-    ALBUM = 2
-    TRACK = 3
-    FEATURES = 4
-    RELATED = 5
-    ARTIST_ALBUMS = 6
-    ALBUM_TRACKS = 7
-    PLAYLIST = 8
-    PLAYLIST_ITEMS = 9
-    SEARCH = 10
-
-
-class State(IntEnum):
-    PENDING = 0
-    DONE = 1
-    MISSING = 2
-    FAILED = 3
-    SKIPPED = 4
-
-
-# Entities written to JSON lines: the op that fetches them and the file they go to.
-OUTPUT_FILES: dict[Op, str] = {
-    Op.ARTIST: "artists.jsonl",
-    Op.ALBUM: "albums.jsonl",
-    Op.TRACK: "tracks.jsonl",
-    Op.FEATURES: "audio_features.jsonl",
-}
-# Client kind whose capability decides each batchable op's batch size.
-BATCH_KINDS: dict[Op, str] = {
-    Op.ARTIST: "artists",
-    Op.ALBUM: "albums",
-    Op.TRACK: "tracks",
-    Op.FEATURES: "audio-features",
-}
 # Dispatch order: downstream first keeps the frontier short; upstream batches get time to fill.
 PRIORITY: tuple[Op, ...] = (
     Op.FEATURES,

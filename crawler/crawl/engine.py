@@ -29,8 +29,9 @@ from crawler.core.errors import (
     RequestFailed,
     cannot_write,
 )
+from crawler.core.kinds import ENTITIES, Op, State, stream_file
 from crawler.core.stats import Stats
-from crawler.core.tasks import BATCH_KINDS, OUTPUT_FILES, PRIORITY, Op, Outcome, State, Task
+from crawler.core.tasks import PRIORITY, Outcome, Task
 from crawler.crawl.expand import BadShape, Expander
 from crawler.crawl.frontier import Frontier
 from crawler.store.sqlite import Checkpoint
@@ -133,7 +134,7 @@ class Engine:
         return {
             "written": {
                 name.removesuffix(".jsonl"): counts[(op, State.DONE)]
-                for op, name in OUTPUT_FILES.items()
+                for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items())
             },
             "pending": self.checkpoint.pending(),
             "in_flight": len(self._workers),
@@ -208,8 +209,7 @@ class Engine:
         return None
 
     def _batch_size(self, op: Op) -> int:
-        kind = BATCH_KINDS.get(op)
-        return 1 if kind is None else self.client.capabilities.batch_size(kind)
+        return self.client.capabilities.batch_size(op)
 
     def _pick(self) -> tuple[Unit | None, float | None]:
         """A full batch if any; else a partial one, if it is worth a request now.

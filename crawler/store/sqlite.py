@@ -24,7 +24,8 @@ import aiosqlite
 import orjson
 
 from crawler.core.errors import CheckpointError, CrawlerError, cannot_write
-from crawler.core.tasks import OUTPUT_FILES, Line, Op, Outcome, State, Task
+from crawler.core.kinds import ENTITIES, Op, State, stream_file
+from crawler.core.tasks import Line, Outcome, Task
 from crawler.store.outputs import JsonlSink
 
 SCHEMA_VERSION = 2
@@ -138,7 +139,7 @@ class Checkpoint:
         lengths = {}
         async with db.execute("SELECT name, length FROM output") as cursor:
             lengths = {name: length async for name, length in cursor}
-        for op, name in OUTPUT_FILES.items():
+        for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items()):
             self.sinks[op] = JsonlSink(self.out_dir / name, lengths.get(name, 0))
 
     async def _start_cpu_clock(self) -> None:
@@ -260,7 +261,7 @@ class Checkpoint:
             await db.executemany(
                 "INSERT INTO output(name, length) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET length = excluded.length",
-                [(OUTPUT_FILES[op], length) for op, length in lengths.items()],
+                [(stream_file(ENTITIES[op].stream), length) for op, length in lengths.items()],
             )
             await self._write_meta({**(meta or {}), "counts": self._counts_json()})
             await db.execute("COMMIT")
