@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from crawler.cli import main
@@ -234,7 +235,10 @@ def test_corrupted_checkpoint_is_refused_and_left_byte_identical(
     err = _refused(finished_crawl, capsys)
     assert err.startswith(f"error: {checkpoint}: checkpoint is unreadable"), err
     assert "--fresh" in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    stats = orjson.loads(after.pop("stats.json"))
+    assert {name: data for name, data in files.items() if name != "stats.json"} == after
+    assert (stats["exit_code"], stats["message"]) == (2, err.removeprefix("error: "))
 
 
 def test_jsonl_shorter_than_the_checkpoint_says_is_refused(

@@ -78,7 +78,7 @@ def run_unit(client: StubClient, op: Op, keys: list[str]) -> Any:
 def assert_clean(tasks: list[Task], outcome: Any) -> None:
     """Every task got a final state; every line is a JSON object with a string id."""
     assert sorted(t.seq for t, _ in outcome.states) == sorted(t.seq for t in tasks)
-    for _, line in outcome.lines:
+    for _, line in outcome.records:
         obj = orjson.loads(bytes(line))
         assert isinstance(obj, dict) and isinstance(obj["id"], str)
     for _, _, line in outcome.new_lines:

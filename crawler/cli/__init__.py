@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crawler.cli import crawl as crawl_cli
+from crawler import __version__
+from crawler.cli import crawl, status
 from crawler.sim import cli as sim_cli
 
 
@@ -14,8 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spotify-crawler",
         description="Async, resumable crawler of the Spotify Web API catalog.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    crawl_cli.register(sub)
+    crawl.register(sub)
+    status.register(sub)
     sim_cli.register(sub)
     return parser
 

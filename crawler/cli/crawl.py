@@ -1,4 +1,4 @@
-"""The ``crawl`` and ``status`` sub-commands: wiring config, client, checkpoint and engine."""
+"""``spotify-crawler crawl``: wires config, store, client and engine for one run."""
 
 from __future__ import annotations
 
@@ -10,28 +10,45 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import orjson
 
 from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
+from crawler.cli.common import one_line_errors, run_async, setup_logging
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError, CrawlerError
-from crawler.core.kinds import ENTITIES, ENTITY_STREAMS, Op, State, stream_file
+from crawler.core.kinds import ENTITIES, STREAMS, Op, State
 from crawler.core.stats import Stats
-from crawler.crawl.engine import Engine, RunResult
+from crawler.crawl.engine import EXIT_FAILED, Engine, RunResult
 from crawler.crawl.progress import report_progress
-from crawler.store.sqlite import Checkpoint
+from crawler.store import open_store
+from crawler.store.base import Store, failed, pending
+from crawler.store.lock import CheckpointLocked
 
-log = logging.getLogger("crawler")
+log = logging.getLogger("crawler.cli.crawl")
+
+EXIT_CODES = """\
+exit codes:
+  0    the crawl is complete
+  1    anything else: requests kept failing (rerun retries them), a credential was refused,
+       the disk is full, no seed exists
+  2    usage or configuration error; a checkpoint that does not match the config, is
+       unreadable, or is in use by another running crawl
+  3    paused: every account is rate-limited beyond api.max_retry_after_s (rerun then)
+  130  interrupted (SIGINT/SIGTERM); rerun the same command to resume
+"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    crawl = sub.add_parser("crawl", help="crawl the catalog from the seeds in the config")
+    crawl = sub.add_parser(
+        "crawl",
+        help="crawl the catalog from the seeds in the config",
+        description="Crawl the catalog from the seeds in the config; rerun to resume.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     crawl.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
     crawl.add_argument(
         "--sim", action="store_true", help="start the built-in simulator and crawl it"
@@ -43,18 +60,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     crawl.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     crawl.set_defaults(func=crawl_command)
 
-    status = sub.add_parser("status", help="summarise the checkpoint of a crawl")
-    status.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
-    status.set_defaults(func=status_command)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
 
 def _tune_gc() -> None:
     """A crawl makes millions of short-lived tuples and few reference cycles: collecting the
@@ -63,41 +68,24 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def fingerprint(config: Config) -> dict[str, Any]:
-    """What makes a checkpoint belong to a crawl: seeds and expansion, not tuning knobs."""
-    expand = asdict(config.expand)
-    expand.pop("max_artists")  # raising the bound continues the same crawl
-    return orjson.loads(orjson.dumps({"seeds": asdict(config.seeds), "expand": expand}))
-
-
-def _one_line_errors(command: Callable[[], int]) -> int:
-    """Run a command; an error the user can act on is one line on stderr, never a traceback."""
-    try:
-        return command()
-    except CrawlerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:  # the machine, not the crawl: still one line
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-
-
 def crawl_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def crawl() -> int:
         config = load_config(args.config, need_credentials=not args.sim)
-        return _run(_crawl(config, args))
+        return run_async(_crawl(config, args))
 
-    return _one_line_errors(crawl)
+    return one_line_errors(crawl)
+
+
+async def _crawl(config: Config, args: argparse.Namespace) -> int:
+    _tune_gc()
+    result = await run_crawl(
+        config, sim=args.sim, fresh=args.fresh, progress=args.progress, handle_signals=True
+    )
+    stream = sys.stdout if result.exit_code == 0 else sys.stderr
+    print(result.message, file=stream)
+    return result.exit_code
 
 
 @contextlib.asynccontextmanager
@@ -127,24 +115,6 @@ async def _simulated(config: Config) -> AsyncIterator[Config]:
         await sim.close()
 
 
-def _remove_previous(config: Config) -> None:
-    path = config.crawl.checkpoint_path
-    for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        stale.unlink(missing_ok=True)
-    for name in (*(stream_file(s) for s in ENTITY_STREAMS), "stats.json"):
-        (config.crawl.out_dir / name).unlink(missing_ok=True)
-
-
-async def _crawl(config: Config, args: argparse.Namespace) -> int:
-    _tune_gc()
-    result = await run_crawl(
-        config, sim=args.sim, fresh=args.fresh, progress=args.progress, handle_signals=True
-    )
-    stream = sys.stdout if result.exit_code == 0 else sys.stderr
-    print(result.message, file=stream)
-    return result.exit_code
-
-
 async def run_crawl(
     config: Config,
     *,
@@ -153,124 +123,106 @@ async def run_crawl(
     progress: str | None = None,
     handle_signals: bool = False,
 ) -> RunResult:
-    """One run of a crawl: resumes its checkpoint, writes stats.json, returns the outcome."""
+    """One run of a crawl: resumes its store, writes stats.json, returns the outcome.
+
+    stats.json is written at every exit once the store is open, errors included, and the
+    store records the verdict so ``status`` agrees with it; a crawl refused because another
+    one runs on the same checkpoint writes nothing (the files are the other run's).
+    """
     if config.seeds.is_empty():
         raise ConfigError(f"{config.path}: seeds: no seeds configured; nothing to crawl")
+    stats = Stats()
     async with contextlib.AsyncExitStack() as stack:
         if sim:
             config = await stack.enter_async_context(_simulated(config))
-        if fresh:
-            _remove_previous(config)
-        stats = Stats()
-        checkpoint = await Checkpoint.open(
-            config.crawl.checkpoint_path, config.crawl.out_dir, fingerprint(config)
-        )
-        stack.push_async_callback(checkpoint.close)
-        learned = checkpoint.meta.get("capabilities")
-        client = await stack.enter_async_context(
-            SpotifyClient(
-                config.api,
-                config.credentials,
-                concurrency=config.crawl.concurrency,
-                stats=stats,
-                capabilities=Capabilities.from_dict(learned) if learned else None,
-            )
-        )
-        engine = Engine(config, client, checkpoint, stats)
-        if handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, engine.interrupt)
-        reporter = asyncio.create_task(
-            report_progress(
-                engine.snapshot, progress or config.crawl.progress, bound=config.expand.max_artists
-            )
-        )
         try:
-            result = await engine.run()
+            store = await open_store(config, fresh=fresh)
+        except CheckpointLocked:
+            raise
+        except CrawlerError as exc:
+            _write_stats(config, None, stats, RunResult(exc.exit_code, False, str(exc)), 0.0)
+            raise
+        stack.push_async_callback(store.close)
+        if fresh:
+            (config.crawl.out_dir / "stats.json").unlink(missing_ok=True)
+        result = RunResult(EXIT_FAILED, False, "the crawl stopped unexpectedly")
+        engine: Engine | None = None
+        try:
+            await store.begin_run()
+            learned = store.meta.get("capabilities")
+            client = await stack.enter_async_context(
+                SpotifyClient(
+                    config.api,
+                    config.credentials,
+                    concurrency=config.crawl.concurrency,
+                    stats=stats,
+                    capabilities=Capabilities.from_dict(learned) if learned else None,
+                )
+            )
+            engine = Engine(config, client, store, stats)
+            result = await _run_engine(engine, config, progress, handle_signals)
+        except CrawlerError as exc:
+            result = RunResult(exc.exit_code, False, str(exc))
         finally:
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
-        _write_stats(config, checkpoint, stats, result, engine.commit_wait_s)
+            with contextlib.suppress(Exception):  # e.g. the disk that just filled up
+                await store.end_run(result.exit_code, result.message)
+            commit_wait = engine.commit_wait_s if engine is not None else 0.0
+            _write_stats(config, store, stats, result, commit_wait)
     return result
 
 
+async def _run_engine(
+    engine: Engine, config: Config, progress: str | None, handle_signals: bool
+) -> RunResult:
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.interrupt)
+    reporter = asyncio.create_task(
+        report_progress(
+            engine.snapshot, progress or config.crawl.progress, bound=config.expand.max_artists
+        )
+    )
+    try:
+        return await engine.run()
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+
+
 def _write_stats(
-    config: Config, checkpoint: Checkpoint, stats: Stats, result: RunResult, commit_wait_s: float
+    config: Config, store: Store | None, stats: Stats, result: RunResult, commit_wait_s: float
 ) -> None:
-    counts = checkpoint.counts
     summary = {
         "complete": result.complete,
         "exit_code": result.exit_code,
         "message": result.message,
         "elapsed_s": round(stats.elapsed(), 3),
         **stats.as_dict(),
-        # Entities are totals over every run of this crawl: they are what the files hold.
-        "written": {
-            name.removesuffix(".jsonl"): counts[(op, State.DONE)]
-            for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items())
-        },
-        "missing": {
-            name.removesuffix(".jsonl"): counts[(op, State.MISSING)]
-            for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items())
-        },
-        "failures": sum(counts[(op, State.FAILED)] for op in Op),
-        "pending": checkpoint.pending(),
-        "commits": checkpoint.commits,
-        "commit_seconds": round(checkpoint.commit_seconds, 3),
-        "checkpoint_cpu_s": round(checkpoint.cpu_seconds, 3),
-        "checkpoint_cpu_parts": {k: round(v, 3) for k, v in checkpoint.cpu_parts.items()},
-        "commit_wait_s": round(commit_wait_s, 3),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if store is not None:
+        counts, written, cost = store.counts(), store.written(), store.cost()
+        summary |= {
+            # Entities are totals over every run of this crawl: they are what the files hold.
+            "written": {stream: written[stream] for stream in STREAMS},
+            "missing": {k.stream: counts[(op, State.MISSING)] for op, k in ENTITIES.items()},
+            "failures": failed(counts),
+            "pending": pending(counts),
+            "pending_by_op": {
+                op.name.lower(): counts[(op, State.PENDING)]
+                for op in Op
+                if counts[(op, State.PENDING)]
+            },
+            "commits": cost.commits,
+            "commit_seconds": round(cost.commit_seconds, 3),
+            "checkpoint_cpu_s": round(cost.cpu_seconds, 3),
+            "checkpoint_cpu_parts": {k: round(v, 3) for k, v in cost.cpu_parts.items()},
+            "commit_wait_s": round(commit_wait_s, 3),
+        }
+    summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = config.crawl.out_dir / "stats.json"
     try:
         path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    except OSError as exc:  # e.g. the disk that just filled up: the run's outcome still stands
+    except OSError as exc:  # e.g. an out_dir that cannot be written: the outcome still stands
         log.debug("could not write %s: %s", path, exc.strerror or exc)
-
-
-def status_command(args: argparse.Namespace) -> int:
-    return _one_line_errors(lambda: _run(_status(load_config(args.config, need_credentials=False))))
-
-
-async def _status(config: Config) -> int:
-    path = config.crawl.checkpoint_path
-    if not path.exists():
-        print(f"no checkpoint at {path}: the crawl has not started")
-        return 0
-    checkpoint = await Checkpoint.open(path, config.crawl.out_dir, None)
-    try:
-        if checkpoint.meta.get("fingerprint") != fingerprint(config):
-            print(
-                f"note: {path} was made with other seeds or expansion settings than {config.path}"
-            )
-        counts = checkpoint.counts
-        print(f"checkpoint {path}")
-        print(
-            f"{'operation':<16}{'done':>10}{'pending':>10}{'missing':>10}{'failed':>10}{'skipped':>10}"
-        )
-        for op in Op:
-            row = [
-                counts[(op, s)]
-                for s in (State.DONE, State.PENDING, State.MISSING, State.FAILED, State.SKIPPED)
-            ]
-            if any(row):
-                print(f"{op.name.lower():<16}" + "".join(f"{n:>10,}" for n in row))
-        caps = checkpoint.meta.get("capabilities")
-        print("capabilities: " + (orjson.dumps(caps).decode() if caps else "not probed yet"))
-        for op_name, key, reason in await checkpoint.failures():
-            print(f"failed {op_name} {key}: {reason}")
-        pending = checkpoint.pending()
-        print(
-            "state: "
-            + (
-                "complete"
-                if pending == 0 and checkpoint.meta.get("seeded")
-                else f"{pending:,} tasks pending: rerun `spotify-crawler crawl` to resume"
-            )
-        )
-    finally:
-        await checkpoint.close()
-    return 0

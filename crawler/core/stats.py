@@ -1,4 +1,4 @@
-"""Run counters shared by the client (requests) and the engine (entities); dumped to stats.json."""
+"""Request counters of one run, bumped by the API client; dumped to stats.json."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ from typing import Any
 
 @dataclass
 class Stats:
-    """Plain counters: cheap to bump from hot paths, summed across resumed runs by the engine."""
+    """Plain counters: cheap to bump from hot paths. Entity counts live in the store."""
 
     started: float = field(default_factory=time.monotonic)
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
     retries: int = 0
     rate_limited: int = 0
-    written: Counter[str] = field(default_factory=Counter)
-    missing: Counter[str] = field(default_factory=Counter)
-    failures: int = 0
 
     def record_response(self, endpoint: str, status: int) -> None:
         self.requests[(endpoint, status)] += 1
@@ -41,7 +38,4 @@ class Stats:
             "requests_total": self.total_requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
-            "written": dict(self.written),
-            "missing": dict(self.missing),
-            "failures": self.failures,
         }

@@ -17,21 +17,6 @@ from crawler.core.kinds import Op, State
 Line = bytes | Raw
 
 
-# Dispatch order: downstream first keeps the frontier short; upstream batches get time to fill.
-PRIORITY: tuple[Op, ...] = (
-    Op.FEATURES,
-    Op.TRACK,
-    Op.ALBUM_TRACKS,
-    Op.ALBUM,
-    Op.PLAYLIST_ITEMS,
-    Op.PLAYLIST,
-    Op.ARTIST_ALBUMS,
-    Op.RELATED,
-    Op.ARTIST,
-    Op.SEARCH,
-)
-
-
 def paged_key(entity_id: str, offset: int) -> str:
     return f"{entity_id}:{offset}"
 
@@ -51,15 +36,16 @@ class Task(NamedTuple):
 
 @dataclass
 class Outcome:
-    """What executing one unit produced; the checkpoint applies it atomically with others.
+    """What executing one unit produced; the store applies it atomically with others.
 
-    ``lines`` are the objects (compact JSON, the API's own bytes) of the unit's own tasks,
-    already deduped by their task rows; ``new_lines`` are written only if their task is new
-    (tracks taken from album pages).
+    ``records`` are (stream, line) pairs for the output streams: the objects of the unit's
+    own tasks (already deduplicated by their task rows) and the edges the unit saw;
+    ``new_lines`` are tasks that arrive finished with their object (tracks taken from album
+    pages), written only if their task is new.
     """
 
     states: list[tuple[Task, State]] = field(default_factory=list)
-    lines: list[tuple[Op, Line]] = field(default_factory=list)
+    records: list[tuple[str, Line]] = field(default_factory=list)
     discovered: list[tuple[Op, str]] = field(default_factory=list)
     new_lines: list[tuple[Op, str, Line]] = field(default_factory=list)
     failures: list[tuple[Task, str]] = field(default_factory=list)

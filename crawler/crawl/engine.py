@@ -1,11 +1,16 @@
-"""The crawl engine: a dispatcher, worker coroutines, and one group-committing writer.
+"""The crawl engine: a dispatcher and its workers, around the group committer.
 
 Shape of a run (after "500 Lines or Less" and Scrapy): the dispatcher takes work from the
-frontier, grouped into units (full batches first), and starts at most ``concurrency`` workers;
-each worker runs one unit through the expander and hands its outcome to the committer, which
-applies every outcome gathered since its last commit in one checkpoint transaction and feeds the
-new tasks back into the frontier. Nothing is written except by the committer, so the checkpoint
-always describes exactly what the output files hold.
+frontier, grouped into units (the batch policy decides which and when), and starts at most
+``concurrency`` workers; each worker runs one unit through the expander and hands its outcome
+to the committer, which applies every outcome gathered since its last commit in one store
+transaction and feeds the new tasks back into the frontier. Nothing is written except by the
+committer, so the store always describes exactly what the outputs hold.
+
+One counter decides when the crawl is over: *unsettled* units, taken from the frontier and
+not yet committed (in flight, or waiting in the committer). While any is unsettled, new work
+may still appear; with none unsettled and nothing left in the frontier or the store, the crawl
+is finished; with none unsettled but a partial batch waiting, nothing can fill it (a stall).
 """
 
 from __future__ import annotations
@@ -14,27 +19,24 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from crawler.api.client import SpotifyClient
 from crawler.core.config import Config
-from crawler.core.errors import (
-    AllAccountsParked,
-    CrawlerError,
-    EdgeUnavailable,
-    RequestFailed,
-    cannot_write,
-)
-from crawler.core.kinds import ENTITIES, Op, State, stream_file
+from crawler.core.errors import AllAccountsParked, CrawlerError, EdgeUnavailable, RequestFailed
+from crawler.core.kinds import ENTITIES, Op, State
 from crawler.core.stats import Stats
-from crawler.core.tasks import PRIORITY, Outcome, Task
+from crawler.core.tasks import Outcome, Task
+from crawler.crawl.committer import GroupCommitter
 from crawler.crawl.expand import BadShape, Expander
 from crawler.crawl.frontier import Frontier
-from crawler.store.sqlite import Checkpoint
+from crawler.crawl.policy import Pick, Queued, Situation, may_grow, pick
+from crawler.store.base import CommitGroup, Store, failed, pending
+from crawler.store.plan import plan_commit
 
 log = logging.getLogger("crawler.crawl.engine")
 
@@ -43,15 +45,10 @@ EXIT_OK, EXIT_FAILED, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 130
 # and tells whether this app may use that endpoint (200 with [null]) or not (403).
 PROBE_ID = "0" * 22
 FRONTIER_WINDOW = 5000
-# Ops whose results rarely add work: at a stall their partial batches wait for more.
-SINKS = frozenset({Op.TRACK, Op.FEATURES})
-# Partial batches sent early (while workers idle) may cost at most this share of requests
-# (plus a few): the price of a pipeline that does not wait for batches to fill.
-PARTIAL_SHARE = 0.01
-PARTIAL_SPARE = 3
-PARTIAL_MIN_WAIT_S = 0.02
 # Outcomes waiting for a commit, per worker, before the dispatcher waits for the committer.
 BACKLOG_PER_WORKER = 4
+# Seeds named one by one when they do not exist; more are counted.
+MISSING_SEEDS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -65,58 +62,60 @@ Unit = tuple[Op, list[Task]]
 
 
 class Engine:
-    def __init__(
-        self, config: Config, client: SpotifyClient, checkpoint: Checkpoint, stats: Stats
-    ) -> None:
+    def __init__(self, config: Config, client: SpotifyClient, store: Store, stats: Stats) -> None:
         self.config = config
         self.client = client
-        self.checkpoint = checkpoint
+        self.store = store
         self.stats = stats
-        self.frontier = Frontier(FRONTIER_WINDOW)
+        self.frontier = Frontier(FRONTIER_WINDOW, store)
         self.expander = Expander(client, config.expand, frozenset(config.seeds.tracks))
+        concurrency = config.crawl.concurrency
         self._linger = config.crawl.linger_ms / 1000
-        self._commit_interval = config.crawl.commit_interval_ms / 1000
-        self._outcomes: list[tuple[Op, Outcome]] = []
-        # Units per op taken from the frontier whose outcome is not committed yet: what may
-        # still add tasks to the frontier.
         self._unsettled: Counter[Op] = Counter()
+        self._unsettled_total = 0
         self._workers: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(config.crawl.concurrency)
+        self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()  # the dispatcher may find new work
-        self._commit_wake = asyncio.Event()  # the committer may have something to do
-        self._committing = False
         self._units = 0
         self._partials = 0
-        self._max_backlog = BACKLOG_PER_WORKER * config.crawl.concurrency
-        self._busy = max(1, config.crawl.concurrency * 3 // 4)  # slots in use that mean "busy"
+        self._busy = max(1, concurrency * 3 // 4)  # slots in use that mean "busy"
         self._starving = False
         self._stopping = False
-        self._closing = False
         self._interrupted = False
-        self._halt_error: CrawlerError | None = None
-        self._write_error: CrawlerError | None = None
+        self._error: CrawlerError | None = None
+        self.committer = GroupCommitter(
+            store,
+            interval_s=config.crawl.commit_interval_ms / 1000,
+            max_backlog=BACKLOG_PER_WORKER * concurrency,
+            group=self._group,
+            new=self._new_tasks,
+            settled=self._settled,
+            on_error=self._stop,
+            hungry=lambda: self._starving or len(self._workers) < self._busy,
+            needs_refill=self.frontier.needs_refill,
+            refill=self.frontier.refill,
+            wake=self._wake.set,
+            out_dir=config.crawl.out_dir,
+        )
         self.started = time.monotonic()
         self.commit_wait_s = 0.0  # dispatcher idle while new work waited for a commit
 
     # ------------------------------------------------------------------ public
 
     async def run(self) -> RunResult:
-        retried = await self.checkpoint.reset_failed()
-        if retried:
-            log.info("retrying %d tasks that failed in an earlier run", retried)
-        if not self.checkpoint.meta.get("seeded"):
-            await self._commit(seeds=self._seed_tasks(), meta={"seeded": True})
-        await self._probe_tracks_endpoint()
-        await self.frontier.refill(self.checkpoint)
-        committer = asyncio.create_task(self._committer())
+        try:
+            await self._start()
+        except CrawlerError as exc:
+            self._stop(exc)
+            return await self._result()
+        committer = asyncio.create_task(self.committer.run())
         try:
             await self._dispatch()
             await self._drain()
         finally:
-            self._closing = True
-            self._commit_wake.set()
+            self.committer.close()
             await committer
-        return self._result()
+        return await self._result()
 
     def interrupt(self) -> None:
         """First SIGINT/SIGTERM: finish what is in flight, commit, exit 130. Second: now."""
@@ -129,23 +128,32 @@ class Engine:
 
     def snapshot(self) -> dict[str, Any]:
         """What a progress display needs, cheap enough to call every second."""
-        counts = self.checkpoint.counts
+        counts = self.store.counts()
+        written = self.store.written()
         parked_until = self.client.status().all_parked_until
         return {
-            "written": {
-                name.removesuffix(".jsonl"): counts[(op, State.DONE)]
-                for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items())
-            },
-            "pending": self.checkpoint.pending(),
+            "written": {kind.stream: written[kind.stream] for kind in ENTITIES.values()},
+            "pending": pending(counts),
             "in_flight": len(self._workers),
-            "failed": sum(counts[(op, State.FAILED)] for op in Op),
+            "failed": failed(counts),
             "requests": self.stats.total_requests,
             "rate_limited": self.stats.rate_limited,
             "elapsed": time.monotonic() - self.started,
             "paused_for": None if parked_until is None else max(0.0, parked_until - time.time()),
         }
 
-    # ------------------------------------------------------------------ seeding
+    # ------------------------------------------------------------------ starting
+
+    async def _start(self) -> None:
+        retried = await self.store.reset_failed()
+        if retried:
+            log.info("retrying %d tasks that failed in an earlier run", retried)
+        if not self.store.meta.get("seeded"):
+            await self.committer.commit({"seeded": True}, seeds=self._seed_tasks())
+            if self._error is not None:
+                raise self._error
+        await self._probe_tracks_endpoint()
+        await self.frontier.refill()
 
     def _seed_tasks(self) -> list[tuple[Op, str]]:
         seeds = self.config.seeds
@@ -184,105 +192,75 @@ class Engine:
 
     async def _next_unit(self) -> Unit | None:
         """Wait for a unit worth a request, or return None when the crawl is over."""
+        committer = self.committer
         while not self._stopping:
             self._wake.clear()
             # Backpressure: outcomes hold their response bytes until committed, so a
             # committer that falls behind must slow the workers, not grow the heap.
-            backlog = len(self._outcomes) >= self._max_backlog
-            unit, wait = (None, None) if backlog else self._pick()
-            if unit is not None:
+            backlog = committer.backlogged
+            choice = Pick(None) if backlog else pick(self._situation())
+            if choice.op is not None:
                 self._starving = False
-                return unit
+                return self._take(choice)
             if not backlog and self._finished():
                 return None
             self._starving = True
-            self._commit_wake.set()
+            committer.nudge()
             # Idle because work is still on its way through the committer: that wait is
             # what checkpointing costs the crawl's throughput.
-            waiting_for_commit = backlog or bool(self._outcomes) or self._committing
+            waiting_for_commit = committer.busy
             started = time.monotonic()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(choice.wait):
                     await self._wake.wait()
             if waiting_for_commit:
                 self.commit_wait_s += time.monotonic() - started
         return None
 
-    def _batch_size(self, op: Op) -> int:
-        return self.client.capabilities.batch_size(op)
-
-    def _pick(self) -> tuple[Unit | None, float | None]:
-        """A full batch if any; else a partial one, if it is worth a request now.
-
-        Waiting for batches to fill keeps the request count near the minimum. A partial
-        batch goes out (a) at a stall, or once no unit queued or not yet committed can add to
-        it (``Expander.feeders``): waiting then costs time and saves nothing, (b) after
-        lingering ``linger_ms`` while other work is in flight, or (c) sooner, while most
-        workers are idle, within a budget of PARTIAL_SHARE extra requests: early in a crawl
-        that is what keeps the pipeline full. At a stall, tracks and audio features (which
-        lead nowhere new) keep filling while anything else can go.
-        """
+    def _situation(self) -> Situation:
         frontier = self.frontier
-        partial: list[Op] = []
-        for op in PRIORITY:
-            queued = frontier.size(op)
-            if queued == 0:
-                continue
-            size = self._batch_size(op)
-            if queued >= size:
-                return self._take(op, size, partial=False), None
-            partial.append(op)
-        if not partial:
-            return None, None
-        stalled = not self._workers and not self._outcomes and not self._committing
-        leading = [op for op in partial if op not in SINKS]
-        if stalled:
-            op = (leading or partial)[0]
-            return self._take(op, frontier.size(op), partial=False), None
-        for op in partial:
-            if not self._may_grow(op):  # a batch nothing can fill further: waiting is lost time
-                return self._take(op, frontier.size(op), partial=False), None
-        idle = len(self._workers) <= self.config.crawl.concurrency // 4
-        if idle and leading and self._partials < PARTIAL_SHARE * self._units + PARTIAL_SPARE:
-            op = max(leading, key=frontier.waited)
-            if frontier.waited(op) >= PARTIAL_MIN_WAIT_S:
-                return self._take(op, frontier.size(op), partial=True), None
-        wait: float | None = None
-        for op in partial:
-            remaining = self._linger - frontier.waited(op)
-            if remaining <= 0:
-                return self._take(op, frontier.size(op), partial=False), None
-            wait = remaining if wait is None else min(wait, remaining)
-        if idle and leading:
-            wait = min(wait or PARTIAL_MIN_WAIT_S, PARTIAL_MIN_WAIT_S)
-        return None, wait
-
-    def _may_grow(self, op: Op) -> bool:
-        """Could queued work, or work not yet committed, still add tasks of ``op``?"""
-        frontier = self.frontier
-        return frontier.spilled(op) or any(
-            self._unsettled[src] or frontier.size(src) or frontier.spilled(src)
-            for src in self.expander.feeders[op]
+        caps = self.client.capabilities
+        sizes = {op: frontier.size(op) for op in Op}
+        elsewhere = {op: frontier.elsewhere(op) for op in Op}
+        queues = {
+            op: Queued(
+                size=size,
+                batch=caps.batch_size(op),
+                waited=frontier.waited(op),
+                may_grow=may_grow(op, self.expander.feeders[op], self._unsettled, sizes, elsewhere),
+            )
+            for op, size in sizes.items()
+            if size
+        }
+        return Situation(
+            queues=queues,
+            stalled=self._unsettled_total == 0,
+            in_flight=len(self._workers),
+            concurrency=self.config.crawl.concurrency,
+            units=self._units,
+            partials=self._partials,
+            linger_s=self._linger,
         )
 
-    def _take(self, op: Op, size: int, *, partial: bool) -> Unit:
+    def _take(self, choice: Pick) -> Unit:
+        op = choice.op
+        assert op is not None
         self._units += 1
+        self._partials += choice.partial
         self._unsettled[op] += 1
-        self._partials += partial
-        return op, self.frontier.take(op, size)
+        self._unsettled_total += 1
+        return op, self.frontier.take(op, choice.size)
 
     def _finished(self) -> bool:
         return (
-            not self._workers
-            and not self._outcomes
-            and not self._committing
+            self._unsettled_total == 0
             and len(self.frontier) == 0
-            and not self.frontier.needs_refill()
+            and not any(self.frontier.elsewhere(op) for op in Op)
         )
 
     def _stop(self, error: CrawlerError | None = None) -> None:
-        if error is not None and self._halt_error is None:
-            self._halt_error = error
+        if error is not None and self._error is None:
+            self._error = error
         self._stopping = True
         self._wake.set()
 
@@ -295,9 +273,9 @@ class Engine:
         except EdgeUnavailable:
             outcome = Outcome(states=[(t, State.SKIPPED) for t in tasks])
         except RequestFailed as exc:
-            outcome = self._failed(tasks, exc.reason)
+            outcome = _failed(tasks, exc.reason)
         except BadShape as exc:
-            outcome = self._failed(tasks, f"unexpected response: {exc}")
+            outcome = _failed(tasks, f"unexpected response: {exc}")
         except AllAccountsParked as exc:
             self._stop(exc)  # the tasks stay pending: the next run does them
         except CrawlerError as exc:
@@ -306,21 +284,13 @@ class Engine:
             raise
         except Exception as exc:  # a response no check anticipated must not end a day-long run
             log.exception("unexpected error on %s %s", op.name.lower(), tasks[0].key)
-            outcome = self._failed(tasks, f"unexpected error: {type(exc).__name__}: {exc}")
+            outcome = _failed(tasks, f"unexpected error: {type(exc).__name__}: {exc}")
         finally:
             self._workers.discard(asyncio.current_task())  # type: ignore[arg-type]
             self._slots.release()
             self._wake.set()
         if outcome is not None:
-            self._outcomes.append((op, outcome))
-            self._commit_wake.set()
-
-    def _failed(self, tasks: list[Task], reason: str) -> Outcome:
-        self.stats.failures += len(tasks)
-        return Outcome(
-            states=[(t, State.FAILED) for t in tasks],
-            failures=[(t, reason) for t in tasks],
-        )
+            self.committer.add(op, outcome)
 
     async def _drain(self) -> None:
         """Let requests in flight finish (bounded), then cancel the rest: they stay pending."""
@@ -335,101 +305,82 @@ class Engine:
 
     # ------------------------------------------------------------------ committing
 
-    async def _committer(self) -> None:
-        """Commit loop; if it dies, the crawl stops (a crawl that cannot commit must not run)."""
-        try:
-            await self._commit_loop()
-        except Exception as exc:
-            log.exception("the checkpoint committer failed")
-            self._write_error = self._write_error or CrawlerError(f"checkpoint failed: {exc}")
-            self._stop(self._write_error)
-
-    async def _commit_loop(self) -> None:
-        last = time.monotonic()
-        while True:
-            self._commit_wake.clear()
-            refill = self.frontier.needs_refill() and not self._stopping
-            if not self._outcomes and not refill:
-                if self._closing:
-                    return
-                await self._commit_wake.wait()
-                continue
-            # Commit at once while workers are short of work (new tasks are useful now); only
-            # a busy crawl, with its slots full, waits to gather a bigger group.
-            hungry = self._starving or len(self._workers) < self._busy
-            due = last + self._commit_interval - time.monotonic()
-            if self._outcomes and due > 0 and not (hungry or self._closing or refill):
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due):
-                        await self._commit_wake.wait()
-                continue
-            if self._outcomes:
-                await self._commit()
-                last = time.monotonic()
-            if self.frontier.needs_refill() and not self._stopping:
-                await self.frontier.refill(self.checkpoint)
-            self._wake.set()
-
-    async def _commit(
-        self, seeds: list[tuple[Op, str]] | None = None, meta: dict[str, Any] | None = None
-    ) -> None:
-        settling, self._outcomes = self._outcomes, []
-        if self._write_error is not None:
-            return  # after a write error nothing more is committed: the rerun redoes it
+    def _group(
+        self, outcomes: list[Outcome], meta: dict[str, Any], seeds: Iterable[tuple[Op, str]]
+    ) -> CommitGroup:
         limit = self.config.expand.max_artists
         budget = None
         if limit:
-            budget = limit - sum(self.checkpoint.counts[(Op.ARTIST, s)] for s in State)
-        self._committing = True
-        try:
-            await self.checkpoint.commit(
-                [outcome for _, outcome in settling],
-                seeds=seeds or (),
-                meta={**(meta or {}), **self._learned()},
-                artist_budget=budget,
-                on_new=self._discovered,
-                track_features=self.expander.edge_enabled(Op.FEATURES),
-            )
-        except (OSError, sqlite3.Error) as exc:  # ENOSPC, or SQLite's "database or disk is full"
-            self._write_error = cannot_write(
-                self.checkpoint.out_dir,
-                exc,
-                "fix it and rerun to resume (nothing committed is lost)",
-            )
-            self._stop(self._write_error)
-            return
-        finally:
-            self._committing = False
-        self._unsettled.subtract(op for op, _ in settling)
+            counts = self.store.counts()
+            budget = limit - sum(counts[(Op.ARTIST, s)] for s in State)
+        return plan_commit(
+            outcomes,
+            seeds=seeds,
+            meta={**meta, **self._learned()},
+            artist_budget=budget,
+            features_from_tracks=self.expander.edge_enabled(Op.FEATURES),
+            lease=self.frontier.room(),
+        )
 
     def _learned(self) -> dict[str, Any]:
         """Capabilities to store: the first time, then whenever the client learned more."""
         caps = self.client.capabilities
-        if not caps.changed and "capabilities" in self.checkpoint.meta:
+        if not caps.changed and "capabilities" in self.store.meta:
             return {}
         caps.changed = False
         return {"capabilities": caps.to_dict()}
 
-    def _discovered(self, tasks: list[Task]) -> None:
+    def _new_tasks(self, tasks: list[Task]) -> None:
+        """New tasks leased to this process, handed over before their commit is durable: work
+        may start on them at once, because its outcome can only be committed by a later
+        transaction, which requires this one to have committed first."""
         self.frontier.add(tasks)
+        self._wake.set()
+
+    def _settled(self, ops: list[Op]) -> None:
+        self._unsettled.subtract(ops)
+        self._unsettled_total -= len(ops)
         self._wake.set()
 
     # ------------------------------------------------------------------ result
 
-    def _result(self) -> RunResult:
-        failed = sum(self.checkpoint.counts[(op, State.FAILED)] for op in Op)
-        error = self._write_error or self._halt_error
+    async def _result(self) -> RunResult:
+        error = self._error
         if error is not None:
-            code = getattr(error, "exit_code", EXIT_FAILED)
-            return RunResult(code, False, str(error))
+            return RunResult(getattr(error, "exit_code", EXIT_FAILED), False, str(error))
         if self._interrupted:
             return RunResult(
                 EXIT_INTERRUPTED, False, "interrupted; rerun the same command to resume"
             )
-        if failed:
+        missing = await self._missing_seeds()
+        seeds = self._seed_tasks()
+        if seeds and len(missing) == len(seeds):
+            return RunResult(
+                EXIT_FAILED, False, f"none of the {len(seeds)} seeds exists: nothing to crawl"
+            )
+        n_failed = failed(self.store.counts())
+        if n_failed:
             return RunResult(
                 EXIT_FAILED,
                 False,
-                f"{failed} tasks failed (see `spotify-crawler status`); rerun to retry them",
+                f"{n_failed} tasks failed (see `spotify-crawler status`); rerun to retry them",
             )
         return RunResult(EXIT_OK, True, "crawl complete")
+
+    async def _missing_seeds(self) -> list[tuple[Op, str]]:
+        """Seeds that turned out not to exist (404, null in a batch, a search with no
+        result), each named once: a typo in a seed must not pass for an empty catalog."""
+        states = await self.store.states(self._seed_tasks())
+        missing = [key for key, state in states.items() if state is State.MISSING]
+        for op, key in missing[:MISSING_SEEDS_SHOWN]:
+            log.warning("seed %s %s does not exist", op.name.lower(), key)
+        if len(missing) > MISSING_SEEDS_SHOWN:
+            log.warning("… and %d more seeds that do not exist", len(missing) - MISSING_SEEDS_SHOWN)
+        return missing
+
+
+def _failed(tasks: list[Task], reason: str) -> Outcome:
+    return Outcome(
+        states=[(t, State.FAILED) for t in tasks],
+        failures=[(t, reason) for t in tasks],
+    )

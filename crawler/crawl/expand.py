@@ -24,7 +24,8 @@ from crawler.api.schema import (
 )
 from crawler.core.config import ExpandConfig
 from crawler.core.ids import is_spotify_id
-from crawler.core.tasks import Op, Outcome, State, Task, paged_key, split_paged_key
+from crawler.core.kinds import ENTITIES, Op, State
+from crawler.core.tasks import Outcome, Task, paged_key, split_paged_key
 
 ALBUM_TRACKS_PAGE = 50
 PLAYLIST_ITEMS_PAGE = 50
@@ -145,7 +146,7 @@ class Expander:
                 outcome.states.append((task, State.FAILED))
                 outcome.failures.append((task, f"unexpected response: {exc}"))
                 continue
-            outcome.lines.append((task.op, raw))
+            outcome.records.append((ENTITIES[task.op].stream, raw))
             outcome.states.append((task, State.DONE))
 
     async def _artists(self, tasks: list[Task], outcome: Outcome) -> None:

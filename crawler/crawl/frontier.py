@@ -1,9 +1,9 @@
-"""The in-memory window of the frontier: a bounded deque of pending tasks per operation.
+"""The in-memory window of the frontier: a bounded deque of leased tasks per operation.
 
-The checkpoint holds every pending task; memory holds at most ``window`` of each op, the
-oldest ones, in sequence order. When more arrive than fit, the op is marked *spilled* and the
-rest are read back from the checkpoint as the window drains, so memory stays flat however
-large the frontier grows.
+The store holds every pending task; this process holds at most ``window`` of each op, leased
+to it, in the order the store handed them out. New tasks arrive leased from commits (as many
+as there is room for); when the window runs low the frontier claims more from the store, so
+memory stays flat however large the frontier grows.
 """
 
 from __future__ import annotations
@@ -13,20 +13,18 @@ import operator
 import time
 from collections import deque
 
-from crawler.core.tasks import Op, Task
-from crawler.store.sqlite import Checkpoint
+from crawler.core.kinds import Op
+from crawler.core.tasks import Task
+from crawler.store.base import Store
 
 _op = operator.itemgetter(1)  # of a Task
 
 
 class Frontier:
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, store: Store) -> None:
         self.window = window
+        self._store = store
         self._queues: dict[Op, deque[Task]] = {op: deque() for op in Op}
-        # Highest seq read into memory per op; tasks above it live only in the checkpoint.
-        self._cursor: dict[Op, int] = dict.fromkeys(Op, 0)
-        # On (re)start every op may have pending rows in the checkpoint.
-        self._spilled: dict[Op, bool] = dict.fromkeys(Op, True)
         self._waiting_since: dict[Op, float] = {}
 
     def __len__(self) -> int:
@@ -35,45 +33,30 @@ class Frontier:
     def size(self, op: Op) -> int:
         return len(self._queues[op])
 
-    def add(self, tasks: list[Task]) -> None:
-        """Queue new tasks (in seq order) unless their op already overflowed to disk."""
-        # The checkpoint creates new tasks op by op: a commit's tasks come in a few long runs.
-        for op, run in itertools.groupby(tasks, key=_op):
-            if self._spilled[op]:
-                continue
-            queue = self._queues[op]
-            batch = list(run)
-            room = self.window - len(queue)
-            if len(batch) > room:
-                self._spilled[op] = True
-                del batch[room:]
-            if batch:
-                queue.extend(batch)
-                self._cursor[op] = batch[-1].seq
-                self._waiting_since.setdefault(op, time.monotonic())
+    def room(self) -> dict[Op, int]:
+        """How many new tasks of each op the window can take from the next commit."""
+        return {op: self.window - len(queue) for op, queue in self._queues.items()}
 
-    def spilled(self, op: Op) -> bool:
-        """Does the checkpoint hold pending tasks of ``op`` beyond those in memory?"""
-        return self._spilled[op]
+    def add(self, tasks: list[Task]) -> None:
+        """Queue tasks leased to this process (a commit's come in a few runs of one op)."""
+        for op, run in itertools.groupby(tasks, key=_op):
+            self._queues[op].extend(run)
+            self._waiting_since.setdefault(op, time.monotonic())
+
+    def elsewhere(self, op: Op) -> bool:
+        """Does the store hold claimable tasks of ``op`` beyond those in memory?"""
+        return self._store.claimable(op)
 
     def needs_refill(self) -> bool:
         return any(self._low(op) for op in Op)
 
     def _low(self, op: Op) -> bool:
-        return self._spilled[op] and len(self._queues[op]) <= self.window // 2
+        return self._store.claimable(op) and len(self._queues[op]) <= self.window // 2
 
-    async def refill(self, checkpoint: Checkpoint) -> None:
+    async def refill(self) -> None:
         for op in Op:
-            if not self._low(op):
-                continue
-            room = self.window - len(self._queues[op])
-            tasks = await checkpoint.load_pending(op, self._cursor[op], room)
-            if len(tasks) < room:
-                self._spilled[op] = False
-            if tasks:
-                self._queues[op].extend(tasks)
-                self._cursor[op] = tasks[-1].seq
-                self._waiting_since.setdefault(op, time.monotonic())
+            if self._low(op):
+                self.add(await self._store.claim(op, self.window - len(self._queues[op])))
 
     def take(self, op: Op, size: int) -> list[Task]:
         queue = self._queues[op]

@@ -1,43 +1,53 @@
-"""JSON-lines output files whose committed length is what the checkpoint says, byte for byte.
+"""JSON-lines output files whose committed length is what the store says, byte for byte.
 
-Lines are buffered between commits and written, flushed and fsynced *before* the checkpoint
-records the new length, so the files are never shorter than the checkpoint believes; a crash
+Lines are buffered between commits and written, flushed and fsynced *before* the store
+records the new length, so the files are never shorter than the store believes; a crash
 leaves at most a tail past that length, which the next run truncates away.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from crawler.core.errors import CheckpointError
+from crawler.core.kinds import stream_file
 from crawler.core.tasks import Line
 
 
+class Committed(NamedTuple):
+    """How much of a stream is durable: its byte length and its number of records."""
+
+    length: int
+    lines: int
+
+
 class JsonlSink:
-    def __init__(self, path: Path, committed: int) -> None:
+    def __init__(self, path: Path, committed: Committed) -> None:
         self.path = path
         self._buffer: list[Line] = []
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = os.fstat(self._fd).st_size
-        if size < committed:
+        if size < committed.length:
             os.close(self._fd)
             raise CheckpointError(
-                f"{path} has {size} bytes but the checkpoint committed {committed}: the file was "
-                "edited or replaced; restore it, or rerun with --fresh to start afresh"
+                f"{path} has {size} bytes but the checkpoint committed {committed.length}: the "
+                "file was edited or replaced; restore it, or rerun with --fresh to start afresh"
             )
-        if size > committed:
-            os.ftruncate(self._fd, committed)  # drop the tail of work that was never committed
-        self.length = committed
-        self.lines = 0
+        if size > committed.length:
+            os.ftruncate(self._fd, committed.length)  # drop the tail never committed
+        self.committed = committed
 
     def add(self, obj: Line) -> None:
-        """Queue one JSON object (no newline of its own: compact JSON) as one line."""
+        """Queue one JSON object (compact JSON, no newline of its own) as one line."""
         self._buffer.append(obj)
         self._buffer.append(b"\n")
 
-    def flush(self) -> int:
-        """Write what is buffered and make it durable; return the new committed length."""
+    def flush(self) -> Committed:
+        """Write what is buffered and make it durable; return the new committed state."""
         if self._buffer:
             data = b"".join(self._buffer)
             try:
@@ -47,16 +57,57 @@ class JsonlSink:
                 os.fsync(self._fd)
             except OSError:
                 # ENOSPC mid-write: cut the partial tail so later appends never follow garbage.
-                os.ftruncate(self._fd, self.length)
+                os.ftruncate(self._fd, self.committed.length)
                 raise
-            self.length += len(data)
-            self.lines += len(self._buffer) // 2
+            self.committed = Committed(
+                self.committed.length + len(data), self.committed.lines + len(self._buffer) // 2
+            )
             self._buffer.clear()
-        return self.length
+        return self.committed
 
     def discard(self) -> None:
-        """Forget buffered lines whose transaction failed; the tasks will be redone."""
+        """Forget buffered lines whose transaction failed; their tasks will be redone."""
         self._buffer.clear()
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+class Outputs:
+    """The JSON-lines files of a crawl's streams, all opened at their committed state."""
+
+    def __init__(self, out_dir: Path, streams: Iterable[str], committed: Mapping[str, Committed]):
+        self.out_dir = out_dir
+        self._sinks: dict[str, JsonlSink] = {}
+        self.cpu_seconds = 0.0  # the flushes' CPU: they run in a worker thread
+        try:
+            for stream in streams:
+                path = out_dir / stream_file(stream)
+                self._sinks[stream] = JsonlSink(path, committed.get(stream, Committed(0, 0)))
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, stream: str, line: Line) -> None:
+        """Queue a record of an open stream (the expander makes none for a stream turned off)."""
+        self._sinks[stream].add(line)
+
+    def flush(self) -> dict[str, Committed]:
+        """Make every buffered line durable (blocking: call it from a thread)."""
+        started = time.thread_time()
+        try:
+            return {stream: sink.flush() for stream, sink in self._sinks.items()}
+        finally:
+            self.cpu_seconds += time.thread_time() - started
+
+    def discard(self) -> None:
+        for sink in self._sinks.values():
+            sink.discard()
+
+    def committed(self) -> dict[str, Committed]:
+        return {stream: sink.committed for stream, sink in self._sinks.items()}
+
+    def close(self) -> None:
+        for sink in self._sinks.values():
+            sink.close()
+        self._sinks.clear()

@@ -1,10 +1,15 @@
-"""The checkpoint database: durable frontier, dedupe set, file lengths, capabilities, stats.
+"""The SQLite store: one checkpoint database beside JSON-lines files, for one process.
 
 One row per task ``(op, key)`` makes SQLite's unique index the dedupe set, so memory does not
-grow with the number of IDs seen. Each commit applies a group of outcomes in one transaction:
-new tasks, finished tasks, failures, and the committed byte length of every JSONL file (whose
+grow with the number of IDs seen. Each commit applies a group in one transaction: new tasks,
+finished tasks, failures, counts, and the committed byte length of every JSONL file (whose
 bytes were fsynced first). A crash at any instant therefore leaves a state where every task is
 either committed with its output lines, or pending and redone on the next run.
+
+Leases are the process's: the checkpoint lock (``store.lock``) makes this process the only
+one, and a lease is "this process read the task": per op, tasks are handed out in sequence
+order, so the leased ones are exactly the pending tasks up to a cursor. New tasks are known
+to be new because ``INSERT … ON CONFLICT DO NOTHING RETURNING`` says so.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +29,18 @@ import aiosqlite
 import orjson
 
 from crawler.core.errors import CheckpointError, CrawlerError, cannot_write
-from crawler.core.kinds import ENTITIES, Op, State, stream_file
-from crawler.core.tasks import Line, Outcome, Task
-from crawler.store.outputs import JsonlSink
+from crawler.core.kinds import EDGE_STREAMS, STREAMS, Op, State, stream_file
+from crawler.core.tasks import Task
+from crawler.store.base import CommitGroup, StoreCost
+from crawler.store.lock import CheckpointLock
+from crawler.store.outputs import Committed, Outputs
+from crawler.store.plan import changed_keys, within_budget
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WAL_CHECKPOINT_BYTES = 64 * 2**20
 KNOWN_ARTISTS_CAP = 100_000
 _OPS = {int(op): op for op in Op}
-_op_state = operator.itemgetter(1, 3)  # of a (seq, op, key, state) row
+_by_seq = operator.itemgetter(0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -40,7 +48,8 @@ CREATE TABLE IF NOT EXISTS task(
     seq INTEGER PRIMARY KEY,
     op INTEGER NOT NULL,
     key TEXT NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0
+    state INTEGER NOT NULL DEFAULT 0,
+    at INTEGER  -- when it was committed finished (epoch ms): the records' fetched_at
 );
 -- The dedupe set. Audio-features tasks are made only beside a new track task (one each), so
 -- they need no entry of their own in this index, which is the costliest part of an insert.
@@ -53,46 +62,111 @@ CREATE TABLE IF NOT EXISTS failure(
     at REAL NOT NULL,
     PRIMARY KEY(op, key)
 );
-CREATE TABLE IF NOT EXISTS output(name TEXT PRIMARY KEY, length INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS output(
+    name TEXT PRIMARY KEY,
+    length INTEGER NOT NULL,
+    lines INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS counts(
+    op INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY(op, state)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run(
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    ended REAL,
+    exit_code INTEGER,
+    message TEXT
+);
 """
 
 
-class Checkpoint:
-    """Owns the SQLite connection and the output files; the engine's only path to disk."""
+def checkpoint_files(path: Path) -> tuple[Path, ...]:
+    """The database and SQLite's companions (write-ahead log, shared memory)."""
+    return path, Path(f"{path}-wal"), Path(f"{path}-shm")
+
+
+class SqliteStore:
+    """The checkpoint database and the output files; see ``store.base.Store``."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, out_dir: Path) -> None:
         self._db = db
         self.path = path
         self.out_dir = out_dir
-        self.sinks: dict[Op, JsonlSink] = {}
-        self.counts: Counter[tuple[Op, State]] = Counter()
-        self.meta: dict[str, Any] = {}
+        self._outputs: Outputs | None = None
+        self._lock: CheckpointLock | None = None
+        self._meta: dict[str, Any] = {}
+        self._counts: Counter[tuple[Op, State]] = Counter()
+        self._committed: dict[str, Committed] = {}
+        self._written: Counter[str] = Counter()
         self._known_artists: set[str] = set()
-        self._last_seq = 0  # tasks past it are the ones the open transaction added
-        self.commit_seconds = 0.0  # wall time of commits, waits for a busy event loop included
-        self.commits = 0
+        # Leases: per op, pending tasks up to the cursor are this process's; past it, the op
+        # is "spilled" when more pending tasks may exist than were handed out.
+        self._cursor: dict[Op, int] = {}
+        self._spilled: dict[Op, bool] = {}
+        self._run_id: int | None = None
+        self._commits = 0
+        self._commit_seconds = 0.0
         # CPU the checkpoint really costs: SQLite's thread, file flushes, Python bookkeeping.
         self._db_clock: int | None = None
         self._db_cpu_start = 0.0
-        self._flush_cpu = 0.0
         self._apply_cpu = 0.0
 
     # ---------------------------------------------------------------- opening
 
     @classmethod
     async def open(
-        cls, path: Path, out_dir: Path, fingerprint: Mapping[str, Any] | None
-    ) -> Checkpoint:
-        """Open or create; refuse a checkpoint of another crawl or a damaged one, never reset it.
+        cls,
+        path: Path,
+        out_dir: Path,
+        fingerprint: Mapping[str, Any],
+        streams: Sequence[str],
+        *,
+        fresh: bool = False,
+    ) -> SqliteStore:
+        """Lock, then open or create; refuse a checkpoint of another crawl or a damaged one.
 
-        With ``fingerprint=None`` the checkpoint is opened read-only and the output files are
-        left alone, so ``status`` can look at a crawl that is running.
+        ``fresh`` deletes the checkpoint and the stream files first, under the lock, so a
+        crawl still running is never wiped.
         """
-        readonly = fingerprint is None
-        if not readonly:
-            for directory in dict.fromkeys((out_dir, path.parent)):
-                _ensure_writable(directory)
-        existed = path.exists() and path.stat().st_size > 0
+        _check_path(path)
+        for directory in dict.fromkeys((out_dir, path.parent)):
+            _ensure_writable(directory)
+        lock = CheckpointLock(path)
+        lock.acquire()
+        try:
+            if fresh:
+                for stale in (*checkpoint_files(path), *_stream_paths(out_dir)):
+                    stale.unlink(missing_ok=True)
+            existed = path.exists() and path.stat().st_size > 0
+            self = await cls._connect(path, out_dir, readonly=False)
+            self._lock = lock
+            try:
+                await self._prepare(existed, dict(fingerprint), streams)
+            except BaseException:
+                await self.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        return self
+
+    @classmethod
+    async def open_readonly(cls, path: Path, out_dir: Path) -> SqliteStore:
+        """For ``status`` and ``export``: reads a running crawl's checkpoint, changes nothing."""
+        _check_path(path)
+        self = await cls._connect(path, out_dir, readonly=True)
+        try:
+            await self._load()
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise _unreadable(path, exc) from None
+        return self
+
+    @classmethod
+    async def _connect(cls, path: Path, out_dir: Path, *, readonly: bool) -> SqliteStore:
         try:
             if readonly:
                 db = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -100,47 +174,80 @@ class Checkpoint:
                 db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise CheckpointError(f"{path}: cannot open checkpoint: {exc}") from None
-        self = cls(db, path, out_dir)
-        try:
-            if readonly:
-                await self._load_meta()
-            else:
-                await self._prepare(existed, dict(fingerprint))
-        except sqlite3.DatabaseError as exc:
-            await db.close()
-            if "disk is full" in str(exc):
-                raise cannot_write(path.parent, exc, "free some space and rerun") from None
-            raise CheckpointError(
-                f"{path}: checkpoint is unreadable ({exc}); it was left untouched — move it "
-                "away or rerun with --fresh to start afresh"
-            ) from None
-        except BaseException:
-            await self.close()
-            raise
-        return self
+        return cls(db, path, out_dir)
 
-    async def _prepare(self, existed: bool, fingerprint: dict[str, Any]) -> None:
+    async def _prepare(self, existed: bool, fingerprint: dict[str, Any], streams: Sequence[str]):
         db = self._db
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA cache_size=-65536")
-        await db.execute("PRAGMA temp_store=MEMORY")
-        # Fold the WAL into the database every 64 MiB rather than every 16 MiB: a page that
-        # several commits changed is then copied once (measured: commits cost 40 % less).
-        (page_size,) = await (await db.execute("PRAGMA page_size")).fetchone()  # type: ignore[misc]
-        await db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
-        if existed:
-            await self._check_existing(fingerprint)
-        await db.executescript(_SCHEMA)
-        await self._start_cpu_clock()
-        await self._load_meta()
-        if not existed or "fingerprint" not in self.meta:
-            await self._write_meta({"schema": SCHEMA_VERSION, "fingerprint": fingerprint})
-        lengths = {}
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA cache_size=-65536")
+            await db.execute("PRAGMA temp_store=MEMORY")
+            # Fold the WAL into the database every 64 MiB rather than every 16 MiB: a page
+            # that several commits changed is then copied once (measured: commits cost 40 %
+            # less).
+            (page_size,) = await (await db.execute("PRAGMA page_size")).fetchone()  # type: ignore[misc]
+            await db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
+            if existed:
+                await self._check_existing(fingerprint)
+            else:
+                await db.executescript(_SCHEMA)
+                await self._write_meta({"schema": SCHEMA_VERSION, "fingerprint": fingerprint})
+            await self._start_cpu_clock()
+            await self._load()
+        except sqlite3.DatabaseError as exc:
+            if "disk is full" in str(exc):
+                raise cannot_write(self.path.parent, exc, "free some space and rerun") from None
+            raise _unreadable(self.path, exc) from None
+        self._outputs = Outputs(self.out_dir, streams, self._committed)
+
+    async def _check_existing(self, fingerprint: dict[str, Any]) -> None:
+        async with self._db.execute(
+            "SELECT value FROM meta WHERE key IN ('schema', 'fingerprint') ORDER BY key"
+        ) as cursor:
+            rows = [orjson.loads(value) for (value,) in await cursor.fetchall()]
+        if len(rows) != 2:
+            raise sqlite3.DatabaseError("not a spotify-crawler checkpoint")
+        stored, schema = rows
+        if schema == 2:
+            stored = await self._migrate_from_2(stored)
+        elif schema != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{self.path}: checkpoint schema {schema} is not {SCHEMA_VERSION}; "
+                "rerun with --fresh to start afresh"
+            )
+        changed = changed_keys(stored, fingerprint)
+        if changed:
+            raise CheckpointError(
+                f"{self.path}: this checkpoint was made with different settings "
+                f"({', '.join(changed)}); restore them to continue that crawl, "
+                "or rerun with --fresh to start afresh"
+            )
+
+    async def _migrate_from_2(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """Schema 2 → 3 in place: counts get a table, files their line counts, tasks a time.
+
+        Schema 2 wrote no edge streams, so the migrated crawl is recorded with them off: a
+        config that turns them on is refused by name rather than silently incomplete.
+        """
+        db = self._db
+        await db.executescript(_SCHEMA)  # the new tables (it commits: run it before BEGIN)
+        await db.execute("BEGIN")
+        await db.execute("ALTER TABLE task ADD COLUMN at INTEGER")
+        await db.execute("ALTER TABLE output ADD COLUMN lines INTEGER NOT NULL DEFAULT 0")
         async with db.execute("SELECT name, length FROM output") as cursor:
-            lengths = {name: length async for name, length in cursor}
-        for op, name in ((op, stream_file(k.stream)) for op, k in ENTITIES.items()):
-            self.sinks[op] = JsonlSink(self.out_dir / name, lengths.get(name, 0))
+            for name, length in await cursor.fetchall():
+                lines = await asyncio.to_thread(_count_lines, self.out_dir / name, length)
+                await db.execute("UPDATE output SET lines = ? WHERE name = ?", (lines, name))
+        async with db.execute("SELECT value FROM meta WHERE key = 'counts'") as cursor:
+            row = await cursor.fetchone()
+        counts = orjson.loads(row[0]) if row else []
+        await db.executemany("INSERT INTO counts(op, state, n) VALUES (?, ?, ?)", counts)
+        await db.execute("DELETE FROM meta WHERE key = 'counts'")
+        stored = {**stored, "output": dict.fromkeys(EDGE_STREAMS, False)}
+        await self._write_meta({"schema": SCHEMA_VERSION, "fingerprint": stored})
+        await db.execute("COMMIT")
+        return stored
 
     async def _start_cpu_clock(self) -> None:
         """Find aiosqlite's worker thread (a SQL function runs in it) to read its CPU clock."""
@@ -151,276 +258,327 @@ class Checkpoint:
             self._db_clock = time.pthread_getcpuclockid(ident)
             self._db_cpu_start = time.clock_gettime(self._db_clock)
 
-    @property
-    def cpu_parts(self) -> dict[str, float]:
-        """Where the checkpoint's CPU goes: SQLite's thread, file writes, Python bookkeeping."""
-        db_cpu = 0.0
-        if self._db_clock is not None:
-            db_cpu = time.clock_gettime(self._db_clock) - self._db_cpu_start
-        return {"sqlite": db_cpu, "files": self._flush_cpu, "bookkeeping": self._apply_cpu}
-
-    @property
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu_parts.values())
-
-    async def _load_meta(self) -> None:
-        async with self._db.execute("SELECT key, value FROM meta") as cursor:
-            self.meta = {key: orjson.loads(value) async for key, value in cursor}
-        self.counts = _counts_from_json(self.meta.get("counts", []))
-        async with self._db.execute("SELECT coalesce(max(seq), 0) FROM task") as cursor:
-            (self._last_seq,) = await cursor.fetchone()  # type: ignore[misc]
-
-    async def _check_existing(self, fingerprint: dict[str, Any]) -> None:
-        async with self._db.execute(
-            "SELECT value FROM meta WHERE key IN ('schema', 'fingerprint') ORDER BY key"
-        ) as cursor:
-            rows = [orjson.loads(value) for (value,) in await cursor.fetchall()]
-        if len(rows) != 2:
-            raise sqlite3.DatabaseError("not a spotify-crawler checkpoint")
-        stored, schema = rows
-        if schema != SCHEMA_VERSION:
-            raise CheckpointError(
-                f"{self.path}: checkpoint schema {schema} is not {SCHEMA_VERSION}; "
-                "rerun with --fresh to start afresh"
-            )
-        if stored != fingerprint:
-            changed = sorted(
-                k for k in fingerprint.keys() | stored.keys() if fingerprint.get(k) != stored.get(k)
-            )
-            raise CheckpointError(
-                f"{self.path}: this checkpoint was made with different settings "
-                f"({', '.join(changed)}); restore them to continue that crawl, "
-                "or rerun with --fresh to start afresh"
-            )
+    async def _load(self) -> None:
+        db = self._db
+        async with db.execute("SELECT key, value FROM meta") as cursor:
+            self._meta = {key: orjson.loads(value) async for key, value in cursor}
+        async with db.execute("SELECT op, state, n FROM counts") as cursor:
+            self._counts = Counter({(Op(op), State(s)): n async for op, s, n in cursor})
+        async with db.execute("SELECT name, length, lines FROM output") as cursor:
+            self._committed = {
+                name.removesuffix(".jsonl"): Committed(length, lines)
+                async for name, length, lines in cursor
+            }
+        self._written = Counter({stream: c.lines for stream, c in self._committed.items()})
+        # Nothing is leased yet: every pending task is claimable.
+        self._cursor = dict.fromkeys(Op, 0)
+        self._spilled = {op: self._counts[(op, State.PENDING)] > 0 for op in Op}
 
     async def close(self) -> None:
-        for sink in self.sinks.values():
-            sink.close()
-        self.sinks.clear()
+        if self._outputs is not None:
+            self._outputs.close()
+            self._outputs = None
         await self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ---------------------------------------------------------------- reading
 
-    async def reset_failed(self) -> int:
-        """Failed work of earlier runs gets a new chance: that is what a rerun is for."""
-        failed = sum(self._move_count(op, State.FAILED, State.PENDING) for op in Op)
-        if failed:
-            await self._db.execute("BEGIN")
-            await self._db.execute("UPDATE task SET state = 0 WHERE state = 3")
-            await self._db.execute("DELETE FROM failure")
-            await self._write_meta({"counts": self._counts_json()})
-            await self._db.execute("COMMIT")
-        return failed
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return self._meta
 
-    async def load_pending(self, op: Op, after_seq: int, limit: int) -> list[Task]:
+    def counts(self) -> Counter[tuple[Op, State]]:
+        return self._counts
+
+    def written(self) -> Counter[str]:
+        return self._written
+
+    def claimable(self, op: Op) -> bool:
+        return self._spilled[op]
+
+    async def claim(self, op: Op, limit: int) -> list[Task]:
+        if not self._spilled[op] or limit <= 0:
+            return []
         async with self._db.execute(
             "SELECT seq, key FROM task WHERE op = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
-            (int(op), after_seq, limit),
+            (int(op), self._cursor[op], limit),
         ) as cursor:
-            return [Task(seq, op, key) for seq, key in await cursor.fetchall()]
+            tasks = [Task(seq, op, key) for seq, key in await cursor.fetchall()]
+        if len(tasks) < limit:
+            self._spilled[op] = False
+        if tasks:
+            self._cursor[op] = tasks[-1].seq
+        return tasks
 
-    def pending(self, op: Op | None = None) -> int:
-        ops = Op if op is None else (op,)
-        return sum(self.counts[(o, State.PENDING)] for o in ops)
+    async def states(self, keys: Iterable[tuple[Op, str]]) -> dict[tuple[Op, str], State]:
+        wanted = [(int(op), key) for op, key in keys]
+        async with self._db.execute(
+            "SELECT task.op, task.key, task.state FROM json_each(?) AS k "
+            "JOIN task ON task.op = json_extract(k.value, '$[0]') "
+            "AND task.key = json_extract(k.value, '$[1]')",
+            (orjson.dumps(wanted),),
+        ) as cursor:
+            return {(Op(op), key): State(state) for op, key, state in await cursor.fetchall()}
 
-    async def failures(self, limit: int = 20) -> list[tuple[str, str, str]]:
+    async def failures(self, limit: int = 20) -> list[tuple[Op, str, str]]:
         async with self._db.execute(
             "SELECT op, key, reason FROM failure ORDER BY at LIMIT ?", (limit,)
         ) as cursor:
             rows = await cursor.fetchall()
-        return [(Op(op).name.lower(), key, reason) for op, key, reason in rows]
+        return [(Op(op), key, reason) for op, key, reason in rows]
+
+    async def committed_file(self, stream: str, scratch: Path) -> Path:
+        path = self.out_dir / stream_file(stream)
+        length = self._committed.get(stream, Committed(0, 0)).length
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size == length:
+            return path
+        # A tail past the committed length (a running or killed crawl): copy the prefix,
+        # which never changes once committed.
+        scratch.mkdir(parents=True, exist_ok=True)
+        copy = scratch / stream_file(stream)
+        await asyncio.to_thread(_copy_prefix, path, copy, length)
+        return copy
+
+    async def fetched_at(self, op: Op) -> AsyncIterator[list[tuple[str, float]]]:
+        async with self._db.execute(
+            "SELECT key, at / 1000.0 FROM task WHERE op = ? AND state = ? AND at IS NOT NULL",
+            (int(op), int(State.DONE)),
+        ) as cursor:
+            while rows := await cursor.fetchmany(50_000):
+                yield list(rows)  # type: ignore[arg-type]
+
+    def cost(self) -> StoreCost:
+        db_cpu = 0.0
+        if self._db_clock is not None:
+            db_cpu = time.clock_gettime(self._db_clock) - self._db_cpu_start
+        files = self._outputs.cpu_seconds if self._outputs is not None else 0.0
+        parts = {"sqlite": db_cpu, "files": files, "bookkeeping": self._apply_cpu}
+        return StoreCost(self._commits, self._commit_seconds, sum(parts.values()), parts)
+
+    # ---------------------------------------------------------------- runs
+
+    async def begin_run(self) -> None:
+        async with self._db.execute(
+            "INSERT INTO run(started) VALUES (?) RETURNING id", (time.time(),)
+        ) as cursor:
+            (self._run_id,) = await cursor.fetchone()  # type: ignore[misc]
+
+    async def end_run(self, exit_code: int, message: str) -> None:
+        last = {"exit_code": exit_code, "message": message, "ended": time.time()}
+        await self._db.execute("BEGIN")
+        if self._run_id is not None:
+            await self._db.execute(
+                "UPDATE run SET ended = ?, exit_code = ?, message = ? WHERE id = ?",
+                (last["ended"], exit_code, message, self._run_id),
+            )
+        await self._write_meta({"last_run": last})
+        await self._db.execute("COMMIT")
 
     # ---------------------------------------------------------------- writing
 
-    async def commit(
-        self,
-        outcomes: Iterable[Outcome],
-        seeds: Iterable[tuple[Op, str]] = (),
-        meta: Mapping[str, Any] | None = None,
-        artist_budget: int | None = None,
-        on_new: Callable[[list[Task]], None] | None = None,
-        track_features: bool = False,
-    ) -> list[Task]:
-        """Apply outcomes (and seed tasks) in one transaction; return the tasks that are new.
+    async def reset_failed(self) -> int:
+        failed = sum(self._move(op, State.FAILED, State.PENDING) for op in Op)
+        if failed:
+            await self._db.execute("BEGIN")
+            await self._db.execute("UPDATE task SET state = 0, at = NULL WHERE state = 3")
+            await self._db.execute("DELETE FROM failure")
+            await self._write_counts()
+            await self._db.execute("COMMIT")
+            self._spilled = dict.fromkeys(Op, True)  # they may sit behind the cursors
+        return failed
 
-        ``artist_budget`` caps how many new artist tasks may be admitted (``max_artists``).
-        ``track_features`` gives every new track task its audio-features task.
-        ``on_new`` gets the new tasks as soon as they exist, before the transaction commits:
-        work may start on them at once, because its outcome can only be committed by a
-        later transaction, which requires this one to have committed first.
-        """
+    async def commit(
+        self, group: CommitGroup, on_new: Callable[[list[Task]], None] | None = None
+    ) -> list[Task]:
+        assert self._outputs is not None, "a read-only store cannot commit"
         started = time.perf_counter()
-        outcomes = list(outcomes)
         db = self._db
+        now_ms = int(time.time() * 1000)
+        counts_before = self._counts.copy()
         await db.execute("BEGIN")
         try:
-            new_tasks = await self._apply(
-                outcomes, list(seeds), artist_budget, on_new, track_features
-            )
-            lengths = await asyncio.to_thread(self._flush_sinks)
+            new = await self._insert(group, now_ms)
+            leased = self._lease(new, group.lease)
+            if on_new is not None:
+                on_new(leased)
+            await self._settle(group, now_ms)
+            committed = await asyncio.to_thread(self._outputs.flush)
             await db.executemany(
-                "INSERT INTO output(name, length) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET length = excluded.length",
-                [(stream_file(ENTITIES[op].stream), length) for op, length in lengths.items()],
+                "INSERT INTO output(name, length, lines) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET length = excluded.length, lines = excluded.lines",
+                [(stream_file(s), c.length, c.lines) for s, c in committed.items()],
             )
-            await self._write_meta({**(meta or {}), "counts": self._counts_json()})
+            await self._write_counts(counts_before)
+            if group.meta:
+                await self._write_meta(group.meta)
             await db.execute("COMMIT")
         except BaseException:
             await self._rollback()
             raise
-        self.commit_seconds += time.perf_counter() - started
-        self.commits += 1
-        return new_tasks
+        self._committed = committed
+        self._written = Counter({stream: c.lines for stream, c in committed.items()})
+        self._commit_seconds += time.perf_counter() - started
+        self._commits += 1
+        return leased
 
-    async def _apply(
-        self,
-        outcomes: list[Outcome],
-        seeds: list[tuple[Op, str]],
-        artist_budget: int | None,
-        on_new: Callable[[list[Task]], None] | None,
-        track_features: bool,
-    ) -> list[Task]:
+    async def _insert(self, group: CommitGroup, now_ms: int) -> list[tuple[int, Op, str]]:
+        """Insert what is not known yet; the store's answer says which rows are new."""
+        db = self._db
         started = time.thread_time()
-        # Candidates grouped by (op, state), each group sent as one JSON array: SQLite reads
-        # it with json_each, in C, instead of binding a parameter set per key.
-        found: defaultdict[int, list[str]] = defaultdict(list)
-        groups: dict[tuple[int, int], list[str]] = {}
-        new_lines: dict[tuple[int, str], Line] = {}
-        for op, key in seeds:
-            found[op].append(key)
-        for outcome in outcomes:
-            for op, key in outcome.discovered:
-                found[op].append(key)
-            for op, key, line in outcome.new_lines:
-                groups.setdefault((op, State.DONE), []).append(key)
-                new_lines.setdefault((op, key), line)
-        if Op.ARTIST in found:  # credited again and again: most are known, many repeat
+        fresh = dict(group.fresh)
+        artists = fresh.get(Op.ARTIST)
+        if artists:  # credited again and again: most are known already
             known = self._known_artists
-            found[Op.ARTIST] = list(dict.fromkeys(k for k in found[Op.ARTIST] if k not in known))
-        groups.update(((op, State.PENDING), keys) for op, keys in found.items() if keys)
+            fresh[Op.ARTIST] = artists = [k for k in artists if k not in known]
         self._apply_cpu += time.thread_time() - started
-        new_tasks: list[Task] = []
-        if groups:
-            new_tasks = await self._insert(groups, new_lines, artist_budget, track_features)
-            if on_new is not None:
-                on_new(new_tasks)
+        if artists and group.artist_budget is not None:
+            fresh[Op.ARTIST] = artists = await self._within_budget(artists, group.artist_budget)
+        new: list[tuple[int, Op, str]] = []
+        new_tracks: list[str] = []
+        for op, keys in fresh.items():
+            if keys:
+                rows = await self._insert_keys(op, keys, State.PENDING, None)
+                new.extend((seq, op, key) for seq, key in rows)
+                if op is Op.TRACK:
+                    new_tracks.extend(key for _, key in rows)
+        for op, born in group.born_done.items():
+            rows = await self._insert_keys(op, list(born), State.DONE, now_ms)
+            started = time.thread_time()
+            add = self._outputs.add  # type: ignore[union-attr]
+            for _, key in rows:
+                add(*born[key])
+            self._counts[(op, State.DONE)] += len(rows)
+            if op is Op.TRACK:
+                new_tracks.extend(key for _, key in rows)
+            self._apply_cpu += time.thread_time() - started
+        if group.features_from_tracks and new_tracks:
+            async with db.execute(
+                "INSERT INTO task(op, key, state) SELECT ?, value, 0 FROM json_each(?) "
+                "RETURNING seq, key",
+                (int(Op.FEATURES), orjson.dumps(new_tracks)),
+            ) as cursor:
+                new.extend((seq, Op.FEATURES, key) for seq, key in await cursor.fetchall())
         started = time.thread_time()
-        done: dict[int, list[int]] = {}
-        moved: Counter[tuple[Op, State]] = Counter()
-        failures = []
-        now = time.time()
-        for outcome in outcomes:
-            for op, line in outcome.lines:
-                self.sinks[op].add(line)
-            for task, state in outcome.states:
-                done.setdefault(state, []).append(task.seq)
-                moved[(task.op, state)] += 1
-            failures.extend((int(t.op), t.key, reason, now) for t, reason in outcome.failures)
-        for (op, state), n in moved.items():
-            self._move_count(op, State.PENDING, state, n)
+        self._counts.update((op, State.PENDING) for _, op, _ in new)
+        if artists:
+            self._remember_artists(artists)
         self._apply_cpu += time.thread_time() - started
-        for state, seqs in done.items():
+        return new
+
+    async def _insert_keys(
+        self, op: Op, keys: list[str], state: State, at: int | None
+    ) -> list[tuple[int, str]]:
+        """Insert ``keys`` as tasks of ``op`` where unknown: JSON arrays read by json_each, in
+        C, instead of binding a parameter set per key."""
+        async with self._db.execute(
+            "INSERT INTO task(op, key, state, at) SELECT ?, value, ?, ? FROM json_each(?) "
+            "WHERE true ON CONFLICT DO NOTHING RETURNING seq, key",
+            (int(op), int(state), at, orjson.dumps(keys)),
+        ) as cursor:
+            return list(await cursor.fetchall())
+
+    def _lease(self, new: list[tuple[int, Op, str]], lease: Mapping[Op, int]) -> list[Task]:
+        """Take the new tasks the caller has room for, in sequence order per op.
+
+        Once an op has more pending tasks than were handed out, its later tasks wait behind
+        the cursor for ``claim``: leases stay a prefix in sequence order.
+        """
+        started = time.thread_time()
+        by_op: defaultdict[Op, list[tuple[int, Op, str]]] = defaultdict(list)
+        for row in new:
+            by_op[row[1]].append(row)
+        leased: list[Task] = []
+        for op, rows in by_op.items():
+            if self._spilled[op]:
+                continue
+            rows.sort(key=_by_seq)
+            room = lease.get(op, 0)
+            if len(rows) > room:
+                self._spilled[op] = True
+                del rows[room:]
+            if rows:
+                leased.extend(Task(seq, op, key) for seq, op, key in rows)
+                self._cursor[op] = rows[-1][0]
+        self._apply_cpu += time.thread_time() - started
+        return leased
+
+    async def _settle(self, group: CommitGroup, now_ms: int) -> None:
+        started = time.thread_time()
+        outputs = self._outputs
+        assert outputs is not None
+        for stream, line in group.records:
+            outputs.add(stream, line)
+        moved: Counter[tuple[Op, State]] = Counter()
+        for state, tasks in group.settled.items():
+            for task in tasks:
+                moved[(task.op, state)] += 1
+        for (op, state), n in moved.items():
+            self._move(op, State.PENDING, state, n)
+        failures = [(int(t.op), t.key, reason, now_ms / 1000) for t, reason in group.failures]
+        self._apply_cpu += time.thread_time() - started
+        for state, tasks in group.settled.items():
             await self._db.execute(
-                "UPDATE task SET state = ? WHERE seq IN (SELECT value FROM json_each(?))",
-                (state, orjson.dumps(seqs)),
+                "UPDATE task SET state = ?, at = ? WHERE seq IN (SELECT value FROM json_each(?))",
+                (int(state), now_ms, orjson.dumps([t.seq for t in tasks])),
             )
         if failures:
             await self._db.executemany(
                 "INSERT OR REPLACE INTO failure(op, key, reason, at) VALUES (?, ?, ?, ?)", failures
             )
-        return new_tasks
-
-    async def _insert(
-        self,
-        groups: dict[tuple[int, int], list[str]],
-        new_lines: dict[tuple[int, str], Line],
-        artist_budget: int | None,
-        track_features: bool,
-    ) -> list[Task]:
-        """Insert what is not known yet; the new rows are those past the last sequence number.
-
-        Audio features are 1:1 with tracks, so their tasks are derived from the new track rows
-        instead of being deduplicated on their own: half the tracks' index work.
-        """
-        db = self._db
-        artists = groups.get((Op.ARTIST, State.PENDING))
-        if artists is not None and artist_budget is not None:
-            groups[(Op.ARTIST, State.PENDING)] = await self._within_budget(artists, artist_budget)
-        for (op, state), keys in groups.items():
-            await db.execute(
-                "INSERT INTO task(op, key, state) SELECT ?, value, ? FROM json_each(?) "
-                "WHERE true ON CONFLICT DO NOTHING",
-                (op, state, orjson.dumps(keys)),
-            )
-        if track_features:
-            await db.execute(
-                "INSERT INTO task(op, key, state) SELECT ?, key, 0 FROM task "
-                "WHERE seq > ? AND op = ?",
-                (int(Op.FEATURES), self._last_seq, int(Op.TRACK)),
-            )
-        rows = await db.execute_fetchall(
-            "SELECT seq, op, key, state FROM task WHERE seq > ?", (self._last_seq,)
-        )
-        started = time.thread_time()
-        if rows:
-            self._last_seq = rows[-1][0]
-        self.counts.update(map(_op_state, rows))
-        new_tasks = [Task(seq, _OPS[op], key) for seq, op, key, state in rows if state == 0]
-        for _, op, key, state in rows:
-            if state == State.DONE:
-                self.sinks[_OPS[op]].add(new_lines[(op, key)])
-        if artists:
-            self._remember_artists(groups[(Op.ARTIST, State.PENDING)])
-        self._apply_cpu += time.thread_time() - started
-        return new_tasks
 
     def _remember_artists(self, keys: list[str]) -> None:
-        """Artists are credited again and again; keys known to be stored skip the database.
-
-        Bounded: when full the cache starts over, which costs only database lookups.
-        """
+        """Keys known to be stored skip the database next time. Bounded: when full the cache
+        starts over, which costs only database lookups."""
         if len(self._known_artists) + len(keys) > KNOWN_ARTISTS_CAP:
             self._known_artists.clear()
         self._known_artists.update(keys)
 
     async def _within_budget(self, keys: list[str], budget: int) -> list[str]:
-        """The candidates of which at most ``budget`` are new artists, first come first in."""
         async with self._db.execute(
             "SELECT value FROM json_each(?) WHERE EXISTS "
             "(SELECT 1 FROM task WHERE op = ? AND key = value)",
             (orjson.dumps(keys), int(Op.ARTIST)),
         ) as cursor:
             stored = {key for (key,) in await cursor.fetchall()}
-        fresh = [key for key in dict.fromkeys(keys) if key not in stored]
-        admitted = stored.union(fresh[: max(budget, 0)])
-        return [key for key in keys if key in admitted]
-
-    def _flush_sinks(self) -> dict[Op, int]:
-        started = time.thread_time()  # runs in a worker thread: its own CPU clock
-        try:
-            return {op: sink.flush() for op, sink in self.sinks.items()}
-        finally:
-            self._flush_cpu += time.thread_time() - started
+        return within_budget(keys, stored, budget)
 
     async def _rollback(self) -> None:
-        for sink in self.sinks.values():
-            sink.discard()
+        if self._outputs is not None:
+            self._outputs.discard()
         self._known_artists.clear()  # it may hold artists of the transaction being undone
         with contextlib.suppress(sqlite3.Error):  # already gone if e.g. the disk filled up
             await self._db.execute("ROLLBACK")
-        await self._load_meta()  # what memory holds went ahead of the database: reload it
+        # What memory holds went ahead of the database: reload it (the cursors too, since
+        # tasks the failed transaction leased are not in the database).
+        await self._load()
 
-    def _move_count(self, op: Op, src: State, dst: State, n: int | None = None) -> int:
-        moved = self.counts[(op, src)] if n is None else n
-        self.counts[(op, src)] -= moved
-        self.counts[(op, dst)] += moved
+    def _move(self, op: Op, src: State, dst: State, n: int | None = None) -> int:
+        moved = self._counts[(op, src)] if n is None else n
+        self._counts[(op, src)] -= moved
+        self._counts[(op, dst)] += moved
         return moved
 
-    def _counts_json(self) -> list[tuple[int, int, int]]:
-        return [(int(op), int(state), n) for (op, state), n in sorted(self.counts.items()) if n]
+    async def _write_counts(self, before: Counter[tuple[Op, State]] | None = None) -> None:
+        """Persist the counts that changed (all of them without ``before``)."""
+        rows = [
+            (int(op), int(state), n)
+            for (op, state), n in self._counts.items()
+            if before is None or before.get((op, state)) != n
+        ]
+        await self._db.executemany(
+            "INSERT INTO counts(op, state, n) VALUES (?, ?, ?) "
+            "ON CONFLICT(op, state) DO UPDATE SET n = excluded.n",
+            rows,
+        )
 
     async def _write_meta(self, values: Mapping[str, Any]) -> None:
-        self.meta.update(values)
+        self._meta.update(values)
         await self._db.executemany(
             "INSERT INTO meta(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -428,8 +586,49 @@ class Checkpoint:
         )
 
 
-def _counts_from_json(rows: list[list[int]]) -> Counter[tuple[Op, State]]:
-    return Counter({(Op(op), State(state)): n for op, state, n in rows})
+def _stream_paths(out_dir: Path) -> list[Path]:
+    return [out_dir / stream_file(s) for s in STREAMS]
+
+
+def _copy_prefix(src: Path, dst: Path, length: int) -> None:
+    with dst.open("wb") as out:
+        if length <= 0:
+            return
+        with src.open("rb") as f:
+            while length > 0:
+                chunk = f.read(min(length, 1 << 20))
+                if not chunk:
+                    raise CheckpointError(f"{src} is shorter than its committed length")
+                out.write(chunk)
+                length -= len(chunk)
+
+
+def _count_lines(path: Path, length: int) -> int:
+    lines = 0
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        while length > 0:
+            chunk = f.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            length -= len(chunk)
+    return lines
+
+
+def _check_path(path: Path) -> None:
+    if sqlite3.sqlite_version_info < (3, 35):
+        raise CrawlerError(
+            f"SQLite {sqlite3.sqlite_version} is too old: the checkpoint needs 3.35 or newer"
+        )
+    if path.is_dir():
+        raise CheckpointError(f"{path}: the checkpoint path is a directory; name a file")
+
+
+def _unreadable(path: Path, exc: sqlite3.DatabaseError) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: checkpoint is unreadable ({exc}); it was left untouched — move it "
+        "away or rerun with --fresh to start afresh"
+    )
 
 
 def _ensure_writable(directory: Path) -> None:

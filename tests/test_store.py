@@ -1,0 +1,303 @@
+"""The store interface: what is committed is exactly what the outputs hold, once.
+
+The first part talks to the store only through ``store.base.Store`` and the planning step,
+so every backend runs it (the ``backend`` fixture); the second part checks what only the
+SQLite + JSON-lines backend has: files, their tails, the checkpoint file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.core.errors import CheckpointError
+from crawler.core.kinds import EDGE_STREAMS, STREAMS, Op, State
+from crawler.core.tasks import Outcome, Task
+from crawler.store.base import Store, pending
+from crawler.store.lock import CheckpointLocked
+from crawler.store.plan import plan_commit
+from crawler.store.sqlite import SqliteStore
+
+FP: dict[str, Any] = {"seeds": {"artists": ["a"]}, "expand": {}, "output": {}}
+OpenStore = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite"])
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
+    """Factory: ``await open_store(fingerprint=FP, fresh=False)``; closed after the test."""
+    opened: list[Store] = []
+
+    async def make(fingerprint: dict[str, Any] = FP, fresh: bool = False) -> Store:
+        store = await SqliteStore.open(
+            tmp_path / "cp.db", tmp_path / "out", fingerprint, STREAMS, fresh=fresh
+        )
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+async def commit(
+    store: Store, outcomes: list[Outcome] = (), room: int = 1000, **plan: Any
+) -> list[Task]:
+    return await store.commit(plan_commit(outcomes, lease=dict.fromkeys(Op, room), **plan))
+
+
+async def records(store: Store, stream: str, tmp_path: Path) -> list[bytes]:
+    path = await store.committed_file(stream, tmp_path / "scratch")
+    return path.read_bytes().splitlines() if path.exists() else []
+
+
+def keys(tasks: list[Task]) -> list[tuple[Op, str]]:
+    return [(t.op, t.key) for t in tasks]
+
+
+async def test_new_tasks_are_those_the_store_did_not_know(open_store: OpenStore) -> None:
+    store = await open_store()
+    new = await commit(store, seeds=[(Op.ARTIST, "a"), (Op.ARTIST, "b"), (Op.ARTIST, "a")])
+    assert keys(new) == [(Op.ARTIST, "a"), (Op.ARTIST, "b")]
+    outcome = Outcome(discovered=[(Op.ARTIST, "b"), (Op.ARTIST, "c"), (Op.ALBUM, "b")])
+    new = await commit(store, [outcome])
+    assert sorted(keys(new)) == [(Op.ARTIST, "c"), (Op.ALBUM, "b")]
+    assert pending(store.counts()) == 4
+    assert store.counts()[(Op.ARTIST, State.PENDING)] == 3
+
+
+async def test_each_new_track_gets_one_features_task(open_store: OpenStore) -> None:
+    store = await open_store()
+    found = Outcome(discovered=[(Op.TRACK, "t1"), (Op.TRACK, "t2"), (Op.TRACK, "t1")])
+    new = await commit(store, [found], features_from_tracks=True)
+    assert sorted(keys(new)) == [
+        (Op.TRACK, "t1"),
+        (Op.TRACK, "t2"),
+        (Op.FEATURES, "t1"),
+        (Op.FEATURES, "t2"),
+    ]
+    again = Outcome(discovered=[(Op.TRACK, "t2"), (Op.TRACK, "t3")])
+    new = await commit(store, [again], features_from_tracks=True)
+    assert sorted(keys(new)) == [(Op.TRACK, "t3"), (Op.FEATURES, "t3")]
+    new = await commit(store, [Outcome(discovered=[(Op.TRACK, "t4")])])
+    assert keys(new) == [(Op.TRACK, "t4")]
+    assert pending(store.counts(), Op.FEATURES) == 3
+
+
+async def test_tasks_born_done_are_written_once(open_store: OpenStore, tmp_path: Path) -> None:
+    store = await open_store()
+    first = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}')])
+    second = Outcome(new_lines=[(Op.TRACK, "t1", b'{"id":"t1"}'), (Op.TRACK, "t2", b"{}")])
+    new = await commit(store, [first, second], features_from_tracks=True)
+    assert sorted(keys(new)) == [(Op.FEATURES, "t1"), (Op.FEATURES, "t2")]
+    await commit(store, [second])
+    assert await records(store, "tracks", tmp_path) == [b'{"id":"t1"}', b"{}"]
+    assert store.written()["tracks"] == 2
+    assert store.counts()[(Op.TRACK, State.DONE)] == 2
+
+
+async def test_records_go_to_their_streams_in_order(open_store: OpenStore, tmp_path: Path) -> None:
+    store = await open_store()
+    (task,) = await commit(store, seeds=[(Op.RELATED, "a")])
+    edges = [(b'{"artist_id":"a","related_artist_id":"%d","rank":%d}' % (i, i)) for i in range(3)]
+    done = Outcome(
+        states=[(task, State.DONE)],
+        records=[("related_artists", line) for line in edges] + [("artists", b'{"id":"x"}')],
+    )
+    await commit(store, [done])
+    assert await records(store, "related_artists", tmp_path) == edges
+    assert await records(store, "artists", tmp_path) == [b'{"id":"x"}']
+    assert store.written()["related_artists"] == 3
+    assert store.counts()[(Op.RELATED, State.DONE)] == 1
+
+
+async def test_new_tasks_beyond_the_lease_are_claimed_later_in_order(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    new = await commit(store, room=2, seeds=[(Op.ALBUM, k) for k in "abcde"])
+    assert keys(new) == [(Op.ALBUM, "a"), (Op.ALBUM, "b")]
+    assert store.claimable(Op.ALBUM)
+    more = await commit(store, room=10, seeds=[(Op.ALBUM, "f")])
+    assert more == []  # queued behind the unclaimed ones, never ahead of them
+    assert keys(await store.claim(Op.ALBUM, 3)) == [(Op.ALBUM, k) for k in "cde"]
+    assert keys(await store.claim(Op.ALBUM, 3)) == [(Op.ALBUM, "f")]
+    assert not store.claimable(Op.ALBUM)
+    assert await store.claim(Op.ALBUM, 3) == []
+    new = await commit(store, room=10, seeds=[(Op.ALBUM, "g")])
+    assert keys(new) == [(Op.ALBUM, "g")]
+
+
+async def test_a_reopened_store_hands_out_pending_work_again(open_store: OpenStore) -> None:
+    store = await open_store()
+    a, _ = await commit(store, seeds=[(Op.ARTIST, "a"), (Op.ARTIST, "b")])
+    await commit(store, [Outcome(states=[(a, State.DONE)])])
+    await store.close()
+    store = await open_store()
+    assert keys(await store.claim(Op.ARTIST, 10)) == [(Op.ARTIST, "b")]
+
+
+async def test_failed_tasks_are_retried_on_the_next_run(open_store: OpenStore) -> None:
+    store = await open_store()
+    (task,) = await commit(store, seeds=[(Op.ALBUM, "x")])
+    await commit(store, [Outcome(states=[(task, State.FAILED)], failures=[(task, "HTTP 500")])])
+    assert await store.failures() == [(Op.ALBUM, "x", "HTTP 500")]
+    await store.close()
+    store = await open_store()
+    assert await store.reset_failed() == 1
+    assert keys(await store.claim(Op.ALBUM, 10)) == [(Op.ALBUM, "x")]
+    assert await store.failures() == []
+    assert store.counts()[(Op.ALBUM, State.PENDING)] == 1
+
+
+async def test_artist_budget_caps_admission(open_store: OpenStore) -> None:
+    store = await open_store()
+    new = await commit(store, seeds=[(Op.ARTIST, k) for k in "abcde"], artist_budget=3)
+    assert keys(new) == [(Op.ARTIST, k) for k in "abc"]
+    new = await commit(store, seeds=[(Op.ARTIST, k) for k in "abfg"], artist_budget=1)
+    assert keys(new) == [(Op.ARTIST, "f")]
+
+
+async def test_states_of_seeds_and_the_last_run(open_store: OpenStore) -> None:
+    store = await open_store()
+    a, _ = await commit(store, seeds=[(Op.ARTIST, "a"), (Op.ALBUM, "b")])
+    await commit(store, [Outcome(states=[(a, State.MISSING)])])
+    wanted = [(Op.ARTIST, "a"), (Op.ALBUM, "b"), (Op.TRACK, "never")]
+    assert await store.states(wanted) == {
+        (Op.ARTIST, "a"): State.MISSING,
+        (Op.ALBUM, "b"): State.PENDING,
+    }
+    await store.begin_run()
+    await store.end_run(3, "all accounts are rate-limited")
+    await store.close()
+    store = await open_store()
+    assert store.meta["last_run"]["exit_code"] == 3
+
+
+async def test_other_settings_are_refused_naming_the_keys(open_store: OpenStore) -> None:
+    await (await open_store()).close()
+    other = {**FP, "expand": {"related_artists": False}}
+    with pytest.raises(CheckpointError, match=r"different settings \(expand.related_artists\)"):
+        await open_store(other)
+    fresh = await open_store(other, fresh=True)
+    assert fresh.meta["fingerprint"] == other
+
+
+async def test_a_second_open_is_refused_while_the_first_runs(open_store: OpenStore) -> None:
+    first = await open_store()
+    with pytest.raises(CheckpointLocked, match=r"another crawl is running.*pid \d+ on host"):
+        await open_store()
+    with pytest.raises(CheckpointLocked):
+        await open_store(fresh=True)  # never wipes a running crawl
+    await commit(first, seeds=[(Op.ARTIST, "a")])
+    await first.close()
+    second = await open_store()
+    assert pending(second.counts()) == 1
+
+
+# ------------------------------------------------------------------ SQLite + JSON lines
+
+
+async def open_sqlite(tmp_path: Path, fingerprint: dict[str, Any] = FP) -> SqliteStore:
+    return await SqliteStore.open(tmp_path / "cp.db", tmp_path / "out", fingerprint, STREAMS)
+
+
+async def test_uncommitted_tail_is_truncated_and_state_survives(tmp_path: Path) -> None:
+    store = await open_sqlite(tmp_path)
+    (task,) = await commit(store, seeds=[(Op.ARTIST, "a")])
+    await commit(
+        store, [Outcome(states=[(task, State.DONE)], records=[("artists", b'{"id":"a"}')])]
+    )
+    await store.close()
+    path = tmp_path / "out" / "artists.jsonl"
+    with path.open("ab") as f:
+        f.write(b'{"id":"torn')  # a crash between write and commit
+    store = await open_sqlite(tmp_path)
+    assert path.read_bytes() == b'{"id":"a"}\n'
+    assert store.counts()[(Op.ARTIST, State.DONE)] == 1
+    assert await store.claim(Op.ARTIST, 10) == []
+    await store.close()
+
+
+async def test_file_shorter_than_checkpoint_is_refused(tmp_path: Path) -> None:
+    store = await open_sqlite(tmp_path)
+    await commit(store, [Outcome(records=[("albums", b'{"id":"b"}')])])
+    await store.close()
+    (tmp_path / "out" / "albums.jsonl").write_bytes(b"{")
+    with pytest.raises(CheckpointError, match=r"albums\.jsonl has 1 bytes but the checkpoint"):
+        await open_sqlite(tmp_path)
+
+
+async def test_checkpoint_of_an_unknown_schema_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    await (await open_sqlite(tmp_path)).close()
+    with sqlite3.connect(tmp_path / "cp.db") as db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not 3; rerun with --fresh"):
+        await open_sqlite(tmp_path)
+
+
+SCHEMA_2 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE task(seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, key TEXT NOT NULL,
+                  state INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX task_key ON task(op, key) WHERE op != 4;
+CREATE INDEX task_pending ON task(op, seq) WHERE state = 0;
+CREATE TABLE failure(op INTEGER NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL,
+                     at REAL NOT NULL, PRIMARY KEY(op, key));
+CREATE TABLE output(name TEXT PRIMARY KEY, length INTEGER NOT NULL);
+INSERT INTO task(op, key, state) VALUES (1, 'a', 1), (1, 'b', 0);
+INSERT INTO output VALUES ('artists.jsonl', 11);
+INSERT INTO meta VALUES ('schema', '2'), ('seeded', 'true'),
+    ('fingerprint', '{"seeds":{"artists":["a"]},"expand":{}}'),
+    ('counts', '[[1,0,1],[1,1,1]]');
+"""
+
+
+async def test_a_schema_2_checkpoint_is_migrated_in_place(tmp_path: Path) -> None:
+    """Crawls started by the previous version resume; they wrote no edge streams, so the
+    migrated crawl has them off, and a config that turns them on is refused by name."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "artists.jsonl").write_bytes(b'{"id":"a"}\n')
+    with sqlite3.connect(tmp_path / "cp.db") as db:
+        db.executescript(SCHEMA_2)
+    off = {**FP, "output": dict.fromkeys(EDGE_STREAMS, False)}
+    with pytest.raises(CheckpointError, match=r"\(output.artist_albums, output.playlist_items"):
+        await open_sqlite(tmp_path, {**FP, "output": dict.fromkeys(EDGE_STREAMS, True)})
+    store = await open_sqlite(tmp_path, off)
+    assert store.counts() == {(Op.ARTIST, State.PENDING): 1, (Op.ARTIST, State.DONE): 1}
+    assert store.written()["artists"] == 1
+    assert keys(await store.claim(Op.ARTIST, 10)) == [(Op.ARTIST, "b")]
+    await store.close()
+
+
+async def test_corrupt_checkpoint_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "cp.db"
+    garbage = b"this is not sqlite" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(CheckpointError, match=r"unreadable.*left untouched"):
+        await open_sqlite(tmp_path)
+    assert path.read_bytes() == garbage
+
+
+async def test_a_checkpoint_path_that_is_a_folder_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "cp.db").mkdir()
+    with pytest.raises(CheckpointError, match=r"cp.db: the checkpoint path is a directory"):
+        await open_sqlite(tmp_path)
+
+
+async def test_readonly_open_leaves_files_alone(tmp_path: Path) -> None:
+    store = await open_sqlite(tmp_path)
+    await commit(store, [Outcome(records=[("artists", b"{}")])], seeds=[(Op.ALBUM, "x")])
+    path = tmp_path / "out" / "artists.jsonl"
+    with path.open("ab") as f:
+        f.write(b"tail of a running crawl")
+    reader = await SqliteStore.open_readonly(tmp_path / "cp.db", tmp_path / "out")
+    assert pending(reader.counts(), Op.ALBUM) == 1
+    committed = await reader.committed_file("artists", tmp_path / "scratch")
+    assert committed.read_bytes() == b"{}\n"  # only what is committed, not the running tail
+    await reader.close()
+    await store.close()
+    assert path.read_bytes().endswith(b"tail of a running crawl")
