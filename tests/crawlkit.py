@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -271,3 +272,43 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 def remount(path: Path, options: str) -> None:
     """Changes a tmpfs mounted by `tmpfs` in place (size=…, ro, rw): its files stay."""
     subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
+
+
+# -- interrupting a crawl at checkpoint progress, not after a fixed sleep -------------------
+
+
+def committed_records(checkpoint: Path) -> int:
+    """Records the crawl at ``checkpoint`` has committed so far (0 before it exists).
+
+    Read through SQLite in read-only mode, as ``status`` does, so a running crawl is not
+    disturbed; a crawl's progress is measured in commits, whatever the machine's speed.
+    """
+    if not checkpoint.exists():
+        return 0
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{checkpoint.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        ) as db:
+            (total,) = db.execute("SELECT coalesce(sum(lines), 0) FROM output").fetchone()
+    except sqlite3.OperationalError:  # not created yet (the schema comes with the first run)
+        return 0
+    return int(total)
+
+
+async def until_committed(
+    proc: asyncio.subprocess.Process, checkpoint: Path, records: int, poll_s: float = 0.01
+) -> None:
+    """Return once ``records`` are committed; fail if the crawl ended before that.
+
+    The poll only looks for the event (a commit past the mark): how long it takes to come
+    does not matter, so the test holds on a machine of any speed.
+    """
+    while committed_records(checkpoint) < records:
+        if proc.returncode is not None:
+            _, err = await proc.communicate()
+            raise AssertionError(
+                f"the crawl ended (exit {proc.returncode}) before committing {records} "
+                f"records: {err.decode()[-2000:]}"
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), poll_s)

@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import orjson
 import pytest
 
+from crawler import __version__
 from crawler.cli import main
 from crawler.core.config import load_config
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimClient, SimConfig
 from crawler.sim.server import start_sim
-from tests.crawlkit import assert_ground_truth, expected, start_crawl, write_config
+from tests.crawlkit import (
+    assert_ground_truth,
+    expected,
+    run_crawl_cli,
+    sim_in_thread,
+    start_crawl,
+    until_committed,
+    write_config,
+)
 
 CATALOG = Catalog(30, seed=7)
 SEED = next(CATALOG.artist_id(i) for i in range(30) if CATALOG.model.artist_exists(i))
 
 
-async def crawl(path: Path, *args: str, interrupt_after: float | None = None) -> tuple[int, str]:
+async def crawl(path: Path, *args: str, interrupt_at: int | None = None) -> tuple[int, str]:
+    """Run a crawl to its end; with ``interrupt_at``, SIGINT once that many records are
+    committed (mid-crawl on a machine of any speed)."""
     proc = await start_crawl(path, *args)
-    if interrupt_after is not None:
-        await asyncio.sleep(interrupt_after)
+    if interrupt_at is not None:
+        await until_committed(proc, path.parent / "out" / "checkpoint.db", interrupt_at)
         proc.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None
@@ -54,10 +67,9 @@ async def test_complete_crawl_exits_0_and_writes_stats(tmp_path: Path) -> None:
 
 
 async def test_sigint_exits_130_and_the_rerun_completes(tmp_path: Path) -> None:
-    # ~4 s of work (latency, 4 workers): the interrupt lands mid-crawl, after start-up.
-    async with await start_sim(SimConfig(latency_ms=50), CATALOG) as sim:
+    async with await start_sim(SimConfig(latency_ms=20), CATALOG) as sim:
         path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, crawl={"concurrency": 4})
-        code, output = await crawl(path, interrupt_after=1.5)
+        code, output = await crawl(path, interrupt_at=200)
         assert code == 130, output
         assert "rerun the same command to resume" in output
         stats = orjson.loads((tmp_path / "out" / "stats.json").read_bytes())
@@ -101,6 +113,8 @@ async def test_refused_credentials_exit_1_naming_the_client_not_the_secret(
         code, output = await crawl(path)
     assert code == 1, output
     assert "sim-clie" in output and "wrong-s3cret" not in output
+    stats = (tmp_path / "out" / "stats.json").read_bytes()  # written at this exit too
+    assert orjson.loads(stats)["exit_code"] == 1 and b"wrong-s3cret" not in stats
 
 
 async def test_checkpoint_of_other_settings_exits_2_and_fresh_starts_over(tmp_path: Path) -> None:
@@ -126,7 +140,7 @@ async def test_a_resumed_crawl_does_not_probe_what_it_learned(tmp_path: Path) ->
     probes = ("artists.batch", "albums.batch", "tracks.batch", "audio_features.batch")
     async with await start_sim(SimConfig(mode="development", latency_ms=50), CATALOG) as sim:
         path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, crawl={"concurrency": 4})
-        code, output = await crawl(path, interrupt_after=2.0)
+        code, output = await crawl(path, interrupt_at=100)
         assert code == 130, output
         first = (await sim.stats())["by_endpoint"]
         assert all(first.get(p, 0) >= 1 for p in probes), first
@@ -136,3 +150,93 @@ async def test_a_resumed_crawl_does_not_probe_what_it_learned(tmp_path: Path) ->
         second = (await sim.stats())["by_endpoint"]
     assert not any(second.get(p) for p in (*probes, "related_artists")), second
     assert_ground_truth(tmp_path / "out", expected(CATALOG, load_config(path), "development"))
+
+
+async def test_a_second_crawl_of_a_running_checkpoint_is_refused_and_the_first_stays_exact(
+    tmp_path: Path,
+) -> None:
+    """Two real processes on one checkpoint: the second (or a --fresh) is refused at once
+    with exit 2, naming the first; ``status`` reads the running crawl; the first ends exact."""
+    async with await start_sim(SimConfig(latency_ms=20), CATALOG) as sim:
+        path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, crawl={"concurrency": 2})
+        first = await start_crawl(path)
+        await until_committed(first, tmp_path / "out" / "checkpoint.db", 100)
+        for args in ((), ("--fresh",)):
+            code, output = await crawl(path, *args)
+            assert code == 2, output
+            assert f"another crawl is running on this checkpoint (pid {first.pid} on host" in output
+            assert output.count("\n") == 1
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crawler", "status", "-c", str(path), stdout=PIPE, stderr=PIPE
+        )
+        out, err = await status.communicate()
+        assert status.returncode == 0, err.decode()
+        assert f"running: pid {first.pid} on host" in out.decode()
+        _, err = await asyncio.wait_for(first.communicate(), timeout=120)
+        assert first.returncode == 0, err.decode()
+    assert_ground_truth(tmp_path / "out", expected(CATALOG, load_config(path)))
+
+
+async def test_seeds_that_do_not_exist_are_named_and_none_existing_fails(tmp_path: Path) -> None:
+    ghost = "0" * 22  # well formed, names nothing
+    async with await start_sim(SimConfig(), CATALOG) as sim:
+        path = write_config(tmp_path, sim.url, seeds={"artists": [ghost]})
+        code, output = await crawl(path)
+        assert code == 1, output
+        assert f"seed artist {ghost} does not exist" in output
+        assert "none of the 1 seeds exists" in output
+        stats = orjson.loads((tmp_path / "out" / "stats.json").read_bytes())
+        assert (stats["exit_code"], stats["complete"]) == (1, False)
+        path = write_config(
+            tmp_path, sim.url, seeds={"artists": [SEED, ghost]}, expand={"artist_albums": []}
+        )
+        code, output = await crawl(path, "--fresh")
+    assert code == 0, output
+    assert f"seed artist {ghost} does not exist" in output
+
+
+def fail_albums() -> None:
+    """Injected into a crawler process: every album batch fails as an unexpected error."""
+    from crawler.crawl.expand import Expander
+
+    async def broken(self: Expander, tasks: object, outcome: object) -> None:
+        raise RuntimeError("injected")
+
+    Expander._albums = broken  # type: ignore[method-assign]
+
+
+def test_status_agrees_with_a_run_whose_tasks_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sim_in_thread(SimConfig(), CATALOG) as sim:
+        path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]})
+        code, _, err = run_crawl_cli(path, patch=f"{__name__}:fail_albums")
+    assert code == 1 and "tasks failed" in err, err
+    assert main(["status", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "state: incomplete:" in out and "tasks failed" in out, out
+    assert "state: complete" not in out
+
+
+def test_version_and_the_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.strip() == f"spotify-crawler {__version__}"
+    with pytest.raises(SystemExit):
+        main(["crawl", "--help"])
+    help_text = capsys.readouterr().out
+    for code in ("0 ", "1 ", "2 ", "3 ", "130"):
+        assert f"\n  {code}" in help_text, help_text
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cp").mkdir()
+    path = write_config(
+        tmp_path, "http://127.0.0.1:9", seeds={"artists": [SEED]}, crawl={"checkpoint": "cp"}
+    )
+    assert main(["crawl", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'cp'}: the checkpoint path is a directory; name a file\n"
