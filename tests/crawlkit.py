@@ -97,7 +97,7 @@ def expected(catalog: Catalog, config: Config, mode: str = "extended") -> Ground
     s, e = config.seeds, config.expand
     return ground_truth(
         catalog,
-        Seeds(s.artists, s.albums, s.tracks, s.playlists, s.search),
+        Seeds(s.artists, s.albums, s.tracks, s.playlists, tuple(q.q for q in s.search)),
         Expansion(
             e.related_artists,
             e.artist_albums,

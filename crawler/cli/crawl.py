@@ -11,10 +11,10 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from crawler.api.capabilities import Capabilities
@@ -73,9 +73,11 @@ def _run(coro: Any) -> Any:
 
 def fingerprint(config: Config) -> dict[str, Any]:
     """What makes a checkpoint belong to a crawl: seeds and expansion, not tuning knobs."""
-    expand = asdict(config.expand)
+    expand = msgspec.structs.asdict(config.expand)
     expand.pop("max_artists")  # raising the bound continues the same crawl
-    return orjson.loads(orjson.dumps({"seeds": asdict(config.seeds), "expand": expand}))
+    seeds = msgspec.structs.asdict(config.seeds)
+    seeds["search"] = [s.as_toml() for s in config.seeds.search]
+    return msgspec.json.decode(msgspec.json.encode({"seeds": seeds, "expand": expand}))
 
 
 def _one_line_errors(command: Callable[[], int]) -> int:
@@ -94,7 +96,7 @@ def crawl_command(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
 
     def crawl() -> int:
-        config = load_config(args.config, need_credentials=not args.sim)
+        config = load_config(args.config, sim=args.sim)
         return _run(_crawl(config, args))
 
     return _one_line_errors(crawl)
@@ -104,13 +106,12 @@ def crawl_command(args: argparse.Namespace) -> int:
 async def _simulated(config: Config) -> AsyncIterator[Config]:
     """Serve the config's credentials from an in-process simulator and point the config at it."""
     from crawler.sim.catalog import Catalog
-    from crawler.sim.config import DEFAULT_CLIENT, SimClient, SimConfig
+    from crawler.sim.config import SimClient, SimConfig
     from crawler.sim.server import start_sim
 
-    credentials = config.credentials or (DEFAULT_CLIENT,)
     clients = tuple(
         SimClient(c.client_id, c.client_secret, c.account, config.sim.rate or None)
-        for c in credentials
+        for c in config.credentials
     )
     sim_config = SimConfig(
         mode=config.sim.mode,
@@ -156,6 +157,12 @@ async def run_crawl(
     """One run of a crawl: resumes its checkpoint, writes stats.json, returns the outcome."""
     if config.seeds.is_empty():
         raise ConfigError(f"{config.path}: seeds: no seeds configured; nothing to crawl")
+    for index, search in enumerate(config.seeds.search):
+        if search.as_toml() != search.q:  # until the engine pages typed searches (issue 13)
+            raise ConfigError(
+                f"{config.path}: seeds.search[{index}]: only artist queries of the first 10 "
+                "results are crawled so far; drop type and limit"
+            )
     async with contextlib.AsyncExitStack() as stack:
         if sim:
             config = await stack.enter_async_context(_simulated(config))
@@ -232,7 +239,7 @@ def _write_stats(
 
 
 def status_command(args: argparse.Namespace) -> int:
-    return _one_line_errors(lambda: _run(_status(load_config(args.config, need_credentials=False))))
+    return _one_line_errors(lambda: _run(_status(load_config(args.config, credentials=False))))
 
 
 async def _status(config: Config) -> int:
