@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 from benchlib import (
-    Credential,
     Proc,
     Sim,
     SimSpec,
@@ -59,6 +59,7 @@ from benchlib import (
     verify,
 )
 
+from crawler.core.config import SIM_CREDENTIAL, Credential
 from crawler.sim.config import SimClient, SimConfig
 
 PEER_SCRIPTS = {"spotipy": "spotipy_bfs.py", "tekore": "tekore_bfs.py"}
@@ -70,7 +71,7 @@ RESUME_TASKS = (1_000_000, 100_000)
 RATE, WINDOW_S = 300, 30.0
 # Where the simulator imposes no limit, the crawler is told a budget that never binds (the
 # peers apply no limit either); rate = 0 would make it discover a limit from a slow start.
-UNBOUNDED = Credential("sim-client", "sim-secret", "sim-account", rate=1_000_000)
+UNBOUNDED = msgspec.structs.replace(SIM_CREDENTIAL, rate=1_000_000)
 ACCOUNTS = (("A", "secretA", "acctA"), ("B", "secretB", "acctB"))
 
 

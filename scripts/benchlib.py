@@ -29,9 +29,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import msgspec
 import orjson
-from peers.peerlib import DEFAULT_CLIENT, KINDS, OUTPUT_FILES, Kind
+from peers.peerlib import KINDS, OUTPUT_FILES, Kind
 
+from crawler.core.config import SIM_CREDENTIAL, Credential
 from crawler.sim.cli import config_argv
 from crawler.sim.config import SimConfig
 
@@ -361,54 +363,30 @@ def verify(out_dir: Path, truth: Truth) -> Verdict:
 # -- crawler configuration -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Credential:
-    client_id: str
-    client_secret: str
-    account: str
-    rate: int = 0
-    window_s: float = 30.0
-
-
-DEFAULT_CREDENTIAL = Credential(*DEFAULT_CLIENT, "sim-account")
-
-
-def _toml(value: Any) -> str:
-    """TOML literals for the few types a config uses (json strings are valid TOML strings)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))
-    if isinstance(value, Iterable):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(value)
-
-
 def crawler_config(
     url: str,
     seeds: Iterable[str],
     out_dir: Path,
-    credentials: Sequence[Credential] = (DEFAULT_CREDENTIAL,),
+    credentials: Sequence[Credential] = (SIM_CREDENTIAL,),
     *,
     max_artists: int = 0,
+    api: dict[str, Any] | None = None,
     crawl: dict[str, Any] | None = None,
 ) -> str:
     """A crawl.toml for one benchmark run: the simulator's addresses, the peers' expansion."""
-    sections: list[tuple[str, dict[str, Any]]] = [("[[credentials]]", vars(c)) for c in credentials]
-    sections += [
-        ("[api]", {"base_url": url, "token_url": f"{url}/api/token", "mode": "extended"}),
-        ("[seeds]", {"artists": list(seeds)}),
-        ("[expand]", {**EXPANSION, "max_artists": max_artists}),
-        ("[crawl]", {"out_dir": out_dir, "progress": "off", **(crawl or {})}),
-    ]
-    lines: list[str] = []
-    for header, values in sections:
-        lines.append(header)
-        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
-        lines.append("")
-    return "\n".join(lines)
+    document = {
+        "credentials": list(credentials),
+        "api": {
+            "base_url": url,
+            "token_url": f"{url}/api/token",
+            "mode": "extended",
+            **(api or {}),
+        },
+        "seeds": {"artists": list(seeds)},
+        "expand": {**EXPANSION, "max_artists": max_artists},
+        "crawl": {"out_dir": str(out_dir), "progress": "off", **(crawl or {})},
+    }
+    return msgspec.toml.encode(document).decode()
 
 
 def crawler_argv(config: Path) -> list[str]:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import orjson
 
 # Importable from the tests too, which put scripts/ on sys.path the same way.
@@ -46,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (
     ROOT,
-    Credential,
     Sim,
     SimSpec,
     Truth,
@@ -56,6 +56,7 @@ from benchlib import (
 )
 from peers.peerlib import KINDS, OUTPUT_FILES
 
+from crawler.core.config import Credential
 from crawler.sim.config import SimClient, SimConfig
 
 # The simulator issues "BQ" + secrets.token_urlsafe(60) (crawler/sim/auth.py): 80 URL-safe
@@ -245,21 +246,24 @@ def _sim_spec(plan: Plan, credentials: Sequence[Credential]) -> SimSpec:
     return SimSpec(plan.artists, plan.seed, config)
 
 
-def _config_text(plan: Plan, url: str, truth: Truth, out_dir: Path, creds: Sequence[Credential]):
-    text = crawler_config(
+def _config_text(
+    plan: Plan, url: str, truth: Truth, out_dir: Path, creds: Sequence[Credential]
+) -> str:
+    """benchlib's benchmark config with the soak's short parking limit (so escalated bans
+    park accounts, and exit 3 happens) and short timeouts."""
+    return crawler_config(
         url,
         truth.seeds,
         out_dir,
-        [replace(c, window_s=plan.window_s) for c in creds],
+        [msgspec.structs.replace(c, window_s=plan.window_s) for c in creds],
+        api={
+            "max_retry_after_s": plan.max_retry_after_s,
+            "max_retries": 6,
+            "connect_timeout_s": 2,
+            "read_timeout_s": 5,
+        },
         crawl={"concurrency": plan.concurrency, "commit_interval_ms": 100},
     )
-    # benchlib writes the [api] table for benchmarks; the soak needs a short parking limit
-    # (so escalated bans park accounts, and exit 3 happens) and short timeouts.
-    api = (
-        f"max_retry_after_s = {plan.max_retry_after_s}\nmax_retries = 6\n"
-        "connect_timeout_s = 2\nread_timeout_s = 5\n"
-    )
-    return text.replace("[api]\n", "[api]\n" + api, 1)
 
 
 def _park_wait_s(log_text: str) -> float:

@@ -9,15 +9,16 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
-from crawler.core.config import Config, load_config
+from crawler.core.config import SIM_CREDENTIAL, Config, Credential, load_config
 from crawler.core.kinds import ENTITY_STREAMS, stream_file
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
@@ -34,38 +35,21 @@ FULL = {
 }
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return orjson.dumps(value).decode()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return str(value)
-
-
 def write_config(
     tmp_path: Path,
     url: str,
     *,
     seeds: dict[str, list[str]],
     expand: dict[str, Any] | None = None,
-    credentials: list[dict[str, Any]] | None = None,
+    credentials: Sequence[Credential | dict[str, Any]] | None = None,
     api: dict[str, Any] | None = None,
     crawl: dict[str, Any] | None = None,
 ) -> Path:
     """A crawl.toml for a crawl of the simulator at ``url``; returns its path."""
     # A known, generous budget: these crawls measure the crawler, not the limit's discovery.
-    credentials = credentials or [
-        {
-            "client_id": "sim-client",
-            "client_secret": "sim-secret",
-            "account": "sim-account",
-            "rate": 100_000,
-            "window_s": 1,
-        }
-    ]
-    sections: dict[str, dict[str, Any]] = {
+    default = msgspec.structs.replace(SIM_CREDENTIAL, rate=100_000, window_s=1)
+    document = {
+        "credentials": list(credentials or [default]),
         "api": {
             "base_url": url,
             "token_url": f"{url}/api/token",
@@ -78,15 +62,8 @@ def write_config(
         "expand": {**FULL, **(expand or {})},
         "crawl": {"out_dir": "out", "concurrency": 16, "progress": "off", **(crawl or {})},
     }
-    lines = []
-    for cred in credentials:
-        lines.append("[[credentials]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in cred.items()]
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
     path = tmp_path / "crawl.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_bytes(msgspec.toml.encode(document))
     return path
 
 
@@ -98,7 +75,7 @@ def expected(catalog: Catalog, config: Config, mode: str = "extended") -> Ground
     s, e = config.seeds, config.expand
     return ground_truth(
         catalog,
-        Seeds(s.artists, s.albums, s.tracks, s.playlists, s.search),
+        Seeds(s.artists, s.albums, s.tracks, s.playlists, tuple(q.q for q in s.search)),
         Expansion(
             e.related_artists,
             e.artist_albums,

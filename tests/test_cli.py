@@ -161,6 +161,7 @@ async def test_a_second_crawl_of_a_running_checkpoint_is_refused_and_the_first_s
         path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, crawl={"concurrency": 2})
         first = await start_crawl(path)
         await until_committed(first, tmp_path / "out" / "checkpoint.db", 100)
+        first.send_signal(signal.SIGSTOP)  # mid-crawl and holding its lock, however fast
         for args in ((), ("--fresh",)):
             code, output = await crawl(path, *args)
             assert code == 2, output
@@ -172,6 +173,7 @@ async def test_a_second_crawl_of_a_running_checkpoint_is_refused_and_the_first_s
         out, err = await status.communicate()
         assert status.returncode == 0, err.decode()
         assert f"running: pid {first.pid} on host" in out.decode()
+        first.send_signal(signal.SIGCONT)
         _, err = await asyncio.wait_for(first.communicate(), timeout=120)
         assert first.returncode == 0, err.decode()
     assert_ground_truth(tmp_path / "out", expected(CATALOG, load_config(path)))

@@ -38,9 +38,7 @@ async def crawl_and_scan(
 ) -> tuple[int, str]:
     """Crawls, then scans its output streams and every file it wrote; returns (code, output)."""
     apps = config.pop("apps", APPS)
-    path = write_config(
-        tmp_path, sim.url, seeds={"artists": [SEED]}, credentials=[vars(a) for a in apps], **config
-    )
+    path = write_config(tmp_path, sim.url, seeds={"artists": [SEED]}, credentials=apps, **config)
     proc = await start_crawl(path, *args)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None

@@ -72,7 +72,7 @@ def crawl_command(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
 
     def crawl() -> int:
-        config = load_config(args.config, need_credentials=not args.sim)
+        config = load_config(args.config, sim=args.sim)
         return run_async(_crawl(config, args))
 
     return one_line_errors(crawl)
@@ -92,13 +92,12 @@ async def _crawl(config: Config, args: argparse.Namespace) -> int:
 async def _simulated(config: Config) -> AsyncIterator[Config]:
     """Serve the config's credentials from an in-process simulator and point the config at it."""
     from crawler.sim.catalog import Catalog
-    from crawler.sim.config import DEFAULT_CLIENT, SimClient, SimConfig
+    from crawler.sim.config import SimClient, SimConfig
     from crawler.sim.server import start_sim
 
-    credentials = config.credentials or (DEFAULT_CLIENT,)
     clients = tuple(
         SimClient(c.client_id, c.client_secret, c.account, config.sim.rate or None)
-        for c in credentials
+        for c in config.credentials
     )
     sim_config = SimConfig(
         mode=config.sim.mode,
@@ -131,6 +130,12 @@ async def run_crawl(
     """
     if config.seeds.is_empty():
         raise ConfigError(f"{config.path}: seeds: no seeds configured; nothing to crawl")
+    for index, search in enumerate(config.seeds.search):
+        if search.as_toml() != search.q:  # until the engine pages typed searches (issue 13)
+            raise ConfigError(
+                f"{config.path}: seeds.search[{index}]: only artist queries of the first 10 "
+                "results are crawled so far; drop type and limit"
+            )
     stats = Stats()
     async with contextlib.AsyncExitStack() as stack:
         if sim:

@@ -23,9 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    return one_line_errors(
-        lambda: run_async(_status(load_config(args.config, need_credentials=False)))
-    )
+    return one_line_errors(lambda: run_async(_status(load_config(args.config, credentials=False))))
 
 
 async def _status(config: Config) -> int:

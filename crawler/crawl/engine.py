@@ -162,7 +162,7 @@ class Engine:
             *((Op.ALBUM, i) for i in seeds.albums),
             *((Op.TRACK, i) for i in seeds.tracks),
             *((Op.PLAYLIST, i) for i in seeds.playlists),
-            *((Op.SEARCH, q) for q in seeds.search),
+            *((Op.SEARCH, s.q) for s in seeds.search),
         ]
 
     async def _probe_tracks_endpoint(self) -> None:
