@@ -248,11 +248,11 @@ CREATE INDEX task_pending ON task(op, seq) WHERE state = 0;
 CREATE TABLE failure(op INTEGER NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL,
                      at REAL NOT NULL, PRIMARY KEY(op, key));
 CREATE TABLE output(name TEXT PRIMARY KEY, length INTEGER NOT NULL);
-INSERT INTO task(op, key, state) VALUES (1, 'a', 1), (1, 'b', 0);
+INSERT INTO task(op, key, state) VALUES (1, 'a', 1), (1, 'b', 0), (3, 't', 1), (4, 't', 0);
 INSERT INTO output VALUES ('artists.jsonl', 11);
 INSERT INTO meta VALUES ('schema', '2'), ('seeded', 'true'),
     ('fingerprint', '{"seeds":{"artists":["a"]},"expand":{}}'),
-    ('counts', '[[1,0,1],[1,1,1]]');
+    ('counts', '[[1,0,1],[1,1,1],[3,1,1],[4,0,1]]');
 """
 
 
@@ -267,9 +267,21 @@ async def test_a_schema_2_checkpoint_is_migrated_in_place(tmp_path: Path) -> Non
     with pytest.raises(CheckpointError, match=r"\(output.artist_albums, output.playlist_items"):
         await open_sqlite(tmp_path, {**FP, "output": dict.fromkeys(EDGE_STREAMS, True)})
     store = await open_sqlite(tmp_path, off)
-    assert store.counts() == {(Op.ARTIST, State.PENDING): 1, (Op.ARTIST, State.DONE): 1}
+    assert store.counts() == {
+        (Op.ARTIST, State.PENDING): 1,
+        (Op.ARTIST, State.DONE): 1,
+        (Op.TRACK, State.DONE): 1,
+        (Op.FEATURES, State.PENDING): 1,
+    }
     assert store.written()["artists"] == 1
     assert keys(await store.claim(Op.ARTIST, 10)) == [(Op.ARTIST, "b")]
+    (features,) = await store.claim(Op.FEATURES, 10)
+    assert (features.op, features.key) == (Op.FEATURES, "t")
+    await commit(store, [Outcome(states=[(features, State.DONE)])])
+    assert await store.states([(Op.FEATURES, "t"), (Op.TRACK, "t")]) == {
+        (Op.FEATURES, "t"): State.DONE,
+        (Op.TRACK, "t"): State.DONE,
+    }
     await store.close()
 
 

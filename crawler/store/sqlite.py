@@ -49,12 +49,16 @@ CREATE TABLE IF NOT EXISTS task(
     op INTEGER NOT NULL,
     key TEXT NOT NULL,
     state INTEGER NOT NULL DEFAULT 0,
-    at INTEGER  -- when it was committed finished (epoch ms): the records' fetched_at
+    at INTEGER,  -- when it was committed finished (epoch ms): the records' fetched_at
+    features INTEGER  -- a track's audio-features task: its state, NULL if it has none
 );
--- The dedupe set. Audio-features tasks are made only beside a new track task (one each), so
--- they need no entry of their own in this index, which is the costliest part of an insert.
-CREATE UNIQUE INDEX IF NOT EXISTS task_key ON task(op, key) WHERE op != 4;
-CREATE INDEX IF NOT EXISTS task_pending ON task(op, seq) WHERE state = 0;
+-- The dedupe set: a unique index over random 22-character IDs, the costliest part of an
+-- insert. Audio features are 1:1 with tracks, so their task lives in the track's row.
+CREATE UNIQUE INDEX IF NOT EXISTS task_key ON task(op, key);
+-- Pending work of the ops with few tasks. Tracks and their features, half the rows of a
+-- crawl, are claimed by scanning forward from a cursor instead: they are claimed rarely (new
+-- ones arrive leased) and an index would cost two updates per task.
+CREATE INDEX IF NOT EXISTS task_pending ON task(op, seq) WHERE state = 0 AND op != 3;
 CREATE TABLE IF NOT EXISTS failure(
     op INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -81,6 +85,39 @@ CREATE TABLE IF NOT EXISTS run(
     message TEXT
 );
 """
+
+
+# Schema 2 kept audio-features tasks in rows of their own (op 4): fold them into the track
+# rows, through a temporary index (without it the fold would be quadratic).
+_MIGRATE_2 = (
+    "ALTER TABLE task ADD COLUMN at INTEGER",
+    "ALTER TABLE task ADD COLUMN features INTEGER",
+    "ALTER TABLE output ADD COLUMN lines INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX migrate_features ON task(key) WHERE op = 4",
+    "UPDATE task SET features = "
+    "(SELECT f.state FROM task AS f WHERE f.op = 4 AND f.key = task.key) WHERE op = 3",
+    "DROP INDEX migrate_features",
+    "DELETE FROM task WHERE op = 4",
+    "DROP INDEX task_pending",
+    "CREATE INDEX task_pending ON task(op, seq) WHERE state = 0 AND op != 3",
+)
+
+
+# Claims name their plan: without statistics SQLite would pick the dedupe index (op, key) and
+# sort, reading every task of the op. Track rows are read forward from the cursor by rowid
+# (``+op`` keeps the dedupe index out); other ops through their partial pending index.
+_CLAIM = (
+    "SELECT seq, key FROM task INDEXED BY task_pending "
+    "WHERE op = ? AND op != 3 AND state = 0 AND seq > ? ORDER BY seq LIMIT ?"
+)
+_CLAIM_TRACK_ROWS = (
+    "SELECT seq, key FROM task WHERE +op = ? AND {} = 0 AND seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def _row(op: Op) -> tuple[Op, str]:
+    """Where a task's state lives: its own row, or (audio features) its track's row."""
+    return (Op.TRACK, "features") if op is Op.FEATURES else (op, "state")
 
 
 def checkpoint_files(path: Path) -> tuple[Path, ...]:
@@ -233,8 +270,8 @@ class SqliteStore:
         db = self._db
         await db.executescript(_SCHEMA)  # the new tables (it commits: run it before BEGIN)
         await db.execute("BEGIN")
-        await db.execute("ALTER TABLE task ADD COLUMN at INTEGER")
-        await db.execute("ALTER TABLE output ADD COLUMN lines INTEGER NOT NULL DEFAULT 0")
+        for statement in _MIGRATE_2:
+            await db.execute(statement)
         async with db.execute("SELECT name, length FROM output") as cursor:
             for name, length in await cursor.fetchall():
                 lines = await asyncio.to_thread(_count_lines, self.out_dir / name, length)
@@ -301,10 +338,9 @@ class SqliteStore:
     async def claim(self, op: Op, limit: int) -> list[Task]:
         if not self._spilled[op] or limit <= 0:
             return []
-        async with self._db.execute(
-            "SELECT seq, key FROM task WHERE op = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
-            (int(op), self._cursor[op], limit),
-        ) as cursor:
+        row_op, column = _row(op)
+        sql = _CLAIM_TRACK_ROWS.format(column) if row_op is Op.TRACK else _CLAIM
+        async with self._db.execute(sql, (int(row_op), self._cursor[op], limit)) as cursor:
             tasks = [Task(seq, op, key) for seq, key in await cursor.fetchall()]
         if len(tasks) < limit:
             self._spilled[op] = False
@@ -313,14 +349,19 @@ class SqliteStore:
         return tasks
 
     async def states(self, keys: Iterable[tuple[Op, str]]) -> dict[tuple[Op, str], State]:
-        wanted = [(int(op), key) for op, key in keys]
-        async with self._db.execute(
-            "SELECT task.op, task.key, task.state FROM json_each(?) AS k "
-            "JOIN task ON task.op = json_extract(k.value, '$[0]') "
-            "AND task.key = json_extract(k.value, '$[1]')",
-            (orjson.dumps(wanted),),
-        ) as cursor:
-            return {(Op(op), key): State(state) for op, key, state in await cursor.fetchall()}
+        found: dict[tuple[Op, str], State] = {}
+        wanted: defaultdict[Op, list[str]] = defaultdict(list)
+        for op, key in keys:
+            wanted[op].append(key)
+        for op, op_keys in wanted.items():
+            row_op, column = _row(op)
+            async with self._db.execute(
+                f"SELECT key, {column} FROM task WHERE op = ? AND {column} IS NOT NULL "
+                "AND key IN (SELECT value FROM json_each(?))",
+                (int(row_op), orjson.dumps(op_keys)),
+            ) as cursor:
+                found.update(((op, key), State(state)) for key, state in await cursor.fetchall())
+        return found
 
     async def failures(self, limit: int = 20) -> list[tuple[Op, str, str]]:
         async with self._db.execute(
@@ -387,6 +428,7 @@ class SqliteStore:
         if failed:
             await self._db.execute("BEGIN")
             await self._db.execute("UPDATE task SET state = 0, at = NULL WHERE state = 3")
+            await self._db.execute("UPDATE task SET features = 0 WHERE features = 3")
             await self._db.execute("DELETE FROM failure")
             await self._write_counts()
             await self._db.execute("COMMIT")
@@ -429,7 +471,6 @@ class SqliteStore:
 
     async def _insert(self, group: CommitGroup, now_ms: int) -> list[tuple[int, Op, str]]:
         """Insert what is not known yet; the store's answer says which rows are new."""
-        db = self._db
         started = time.thread_time()
         fresh = dict(group.fresh)
         artists = fresh.get(Op.ARTIST)
@@ -439,31 +480,24 @@ class SqliteStore:
         self._apply_cpu += time.thread_time() - started
         if artists and group.artist_budget is not None:
             fresh[Op.ARTIST] = artists = await self._within_budget(artists, group.artist_budget)
+        features = State.PENDING if group.features_from_tracks else None
         new: list[tuple[int, Op, str]] = []
-        new_tracks: list[str] = []
         for op, keys in fresh.items():
             if keys:
-                rows = await self._insert_keys(op, keys, State.PENDING, None)
+                rows = await self._insert_keys(op, keys, State.PENDING, None, features)
                 new.extend((seq, op, key) for seq, key in rows)
-                if op is Op.TRACK:
-                    new_tracks.extend(key for _, key in rows)
+                if op is Op.TRACK and features is not None:
+                    new.extend((seq, Op.FEATURES, key) for seq, key in rows)
         for op, born in group.born_done.items():
-            rows = await self._insert_keys(op, list(born), State.DONE, now_ms)
+            rows = await self._insert_keys(op, list(born), State.DONE, now_ms, features)
             started = time.thread_time()
             add = self._outputs.add  # type: ignore[union-attr]
             for _, key in rows:
                 add(*born[key])
             self._counts[(op, State.DONE)] += len(rows)
-            if op is Op.TRACK:
-                new_tracks.extend(key for _, key in rows)
+            if op is Op.TRACK and features is not None:
+                new.extend((seq, Op.FEATURES, key) for seq, key in rows)
             self._apply_cpu += time.thread_time() - started
-        if group.features_from_tracks and new_tracks:
-            async with db.execute(
-                "INSERT INTO task(op, key, state) SELECT ?, value, 0 FROM json_each(?) "
-                "RETURNING seq, key",
-                (int(Op.FEATURES), orjson.dumps(new_tracks)),
-            ) as cursor:
-                new.extend((seq, Op.FEATURES, key) for seq, key in await cursor.fetchall())
         started = time.thread_time()
         self._counts.update((op, State.PENDING) for _, op, _ in new)
         if artists:
@@ -472,14 +506,15 @@ class SqliteStore:
         return new
 
     async def _insert_keys(
-        self, op: Op, keys: list[str], state: State, at: int | None
+        self, op: Op, keys: list[str], state: State, at: int | None, features: State | None
     ) -> list[tuple[int, str]]:
-        """Insert ``keys`` as tasks of ``op`` where unknown: JSON arrays read by json_each, in
-        C, instead of binding a parameter set per key."""
+        """Insert ``keys`` as tasks of ``op`` where unknown (a new track gets its audio-features
+        task if ``features``): JSON arrays read by json_each, in C, instead of binding a
+        parameter set per key."""
         async with self._db.execute(
-            "INSERT INTO task(op, key, state, at) SELECT ?, value, ?, ? FROM json_each(?) "
-            "WHERE true ON CONFLICT DO NOTHING RETURNING seq, key",
-            (int(op), int(state), at, orjson.dumps(keys)),
+            "INSERT INTO task(op, key, state, at, features) SELECT ?, value, ?, ?, ? "
+            "FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING seq, key",
+            (int(op), int(state), at, features if op is Op.TRACK else None, orjson.dumps(keys)),
         ) as cursor:
             return list(await cursor.fetchall())
 
@@ -523,10 +558,19 @@ class SqliteStore:
         failures = [(int(t.op), t.key, reason, now_ms / 1000) for t, reason in group.failures]
         self._apply_cpu += time.thread_time() - started
         for state, tasks in group.settled.items():
-            await self._db.execute(
-                "UPDATE task SET state = ?, at = ? WHERE seq IN (SELECT value FROM json_each(?))",
-                (int(state), now_ms, orjson.dumps([t.seq for t in tasks])),
-            )
+            features = [t.seq for t in tasks if t.op is Op.FEATURES]
+            others = [t.seq for t in tasks if t.op is not Op.FEATURES]
+            if others:
+                await self._db.execute(
+                    "UPDATE task SET state = ?, at = ? "
+                    "WHERE seq IN (SELECT value FROM json_each(?))",
+                    (int(state), now_ms, orjson.dumps(others)),
+                )
+            if features:
+                await self._db.execute(
+                    "UPDATE task SET features = ? WHERE seq IN (SELECT value FROM json_each(?))",
+                    (int(state), orjson.dumps(features)),
+                )
         if failures:
             await self._db.executemany(
                 "INSERT OR REPLACE INTO failure(op, key, reason, at) VALUES (?, ?, ?, ?)", failures
