@@ -8,8 +8,15 @@ either committed with its output lines, or pending and redone on the next run.
 
 Leases are the process's: the checkpoint lock (``store.lock``) makes this process the only
 one, and a lease is "this process read the task": per op, tasks are handed out in sequence
-order, so the leased ones are exactly the pending tasks up to a cursor. New tasks are known
-to be new because ``INSERT … ON CONFLICT DO NOTHING RETURNING`` says so.
+order, so the leased ones are exactly the pending tasks up to a cursor.
+
+The dedupe set has two levels, like a small LSM tree. A unique index over random IDs costs a
+page write per new key (each commit dirties pages all over the index, and WAL writes each
+one twice), which made it most of the checkpoint's cost. So new tasks are appended to
+``task`` with no such index, and remembered in memory (``recent``: at most ``MERGE_EVERY``
+keys); once that many have gathered, one sorted insert merges them into ``seen``, the
+durable index, touching each of its pages once. A key is known if it is in ``recent`` or in
+``seen``; after a crash, ``recent`` is rebuilt from the tasks past the last merge.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from crawler.store.plan import changed_keys, within_budget
 
 SCHEMA_VERSION = 3
 WAL_CHECKPOINT_BYTES = 64 * 2**20
-KNOWN_ARTISTS_CAP = 100_000
+MERGE_EVERY = 200_000  # new keys kept in memory before they are merged into ``seen``
 _OPS = {int(op): op for op in Op}
 _by_seq = operator.itemgetter(0)
 
@@ -52,9 +59,14 @@ CREATE TABLE IF NOT EXISTS task(
     at INTEGER,  -- when it was committed finished (epoch ms): the records' fetched_at
     features INTEGER  -- a track's audio-features task: its state, NULL if it has none
 );
--- The dedupe set: a unique index over random 22-character IDs, the costliest part of an
--- insert. Audio features are 1:1 with tracks, so their task lives in the track's row.
-CREATE UNIQUE INDEX IF NOT EXISTS task_key ON task(op, key);
+-- The merged level of the dedupe set: every task up to meta "merged" (see above). Audio
+-- features are 1:1 with tracks, so their task lives in the track's row, not here.
+CREATE TABLE IF NOT EXISTS seen(
+    op INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY(op, key)
+) WITHOUT ROWID;
 -- Pending work of the ops with few tasks. Tracks and their features, half the rows of a
 -- crawl, are claimed by scanning forward from a cursor instead: they are claimed rarely (new
 -- ones arrive leased) and an index would cost two updates per task.
@@ -100,6 +112,9 @@ _MIGRATE_2 = (
     "DELETE FROM task WHERE op = 4",
     "DROP INDEX task_pending",
     "CREATE INDEX task_pending ON task(op, seq) WHERE state = 0 AND op != 3",
+    "INSERT INTO seen(op, key, seq) SELECT op, key, seq FROM task ORDER BY op, key",
+    "DROP INDEX task_key",
+    "INSERT INTO meta(key, value) SELECT 'merged', CAST(coalesce(max(seq), 0) AS TEXT) FROM task",
 )
 
 
@@ -138,7 +153,8 @@ class SqliteStore:
         self._counts: Counter[tuple[Op, State]] = Counter()
         self._committed: dict[str, Committed] = {}
         self._written: Counter[str] = Counter()
-        self._known_artists: set[str] = set()
+        self._merged = 0  # tasks up to this seq are in ``seen``
+        self._recent: dict[Op, dict[str, int]] = {}  # key → seq of the tasks past it
         # Leases: per op, pending tasks up to the cursor are this process's; past it, the op
         # is "spilled" when more pending tasks may exist than were handed out.
         self._cursor: dict[Op, int] = {}
@@ -307,6 +323,13 @@ class SqliteStore:
                 async for name, length, lines in cursor
             }
         self._written = Counter({stream: c.lines for stream, c in self._committed.items()})
+        self._merged = self._meta.get("merged", 0)
+        self._recent = {}
+        async with db.execute(
+            "SELECT seq, op, key FROM task WHERE seq > ?", (self._merged,)
+        ) as cursor:
+            async for seq, op, key in cursor:
+                self._recent.setdefault(_OPS[op], {})[key] = seq
         # Nothing is leased yet: every pending task is claimable.
         self._cursor = dict.fromkeys(Op, 0)
         self._spilled = {op: self._counts[(op, State.PENDING)] > 0 for op in Op}
@@ -355,13 +378,28 @@ class SqliteStore:
             wanted[op].append(key)
         for op, op_keys in wanted.items():
             row_op, column = _row(op)
+            seqs = await self._stored(row_op, op_keys)
             async with self._db.execute(
-                f"SELECT key, {column} FROM task WHERE op = ? AND {column} IS NOT NULL "
-                "AND key IN (SELECT value FROM json_each(?))",
-                (int(row_op), orjson.dumps(op_keys)),
+                f"SELECT key, {column} FROM task WHERE {column} IS NOT NULL "
+                "AND seq IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(list(seqs.values())),),
             ) as cursor:
                 found.update(((op, key), State(state)) for key, state in await cursor.fetchall())
         return found
+
+    async def _stored(self, op: Op, keys: Sequence[str]) -> dict[str, int]:
+        """key → seq of the tasks of ``op`` among ``keys`` that exist (in either level)."""
+        recent = self._recent.get(op, {})
+        stored = {key: recent[key] for key in keys if key in recent}
+        rest = [key for key in keys if key not in recent]
+        if rest:
+            async with self._db.execute(  # the IN form probes ``seen`` once per key
+                "SELECT key, seq FROM seen "
+                "WHERE op = ? AND key IN (SELECT value FROM json_each(?))",
+                (int(op), orjson.dumps(rest)),
+            ) as cursor:
+                stored.update(await cursor.fetchall())  # type: ignore[arg-type]
+        return stored
 
     async def failures(self, limit: int = 20) -> list[tuple[Op, str, str]]:
         async with self._db.execute(
@@ -471,15 +509,10 @@ class SqliteStore:
 
     async def _insert(self, group: CommitGroup, now_ms: int) -> list[tuple[int, Op, str]]:
         """Insert what is not known yet; the store's answer says which rows are new."""
-        started = time.thread_time()
         fresh = dict(group.fresh)
         artists = fresh.get(Op.ARTIST)
-        if artists:  # credited again and again: most are known already
-            known = self._known_artists
-            fresh[Op.ARTIST] = artists = [k for k in artists if k not in known]
-        self._apply_cpu += time.thread_time() - started
         if artists and group.artist_budget is not None:
-            fresh[Op.ARTIST] = artists = await self._within_budget(artists, group.artist_budget)
+            fresh[Op.ARTIST] = await self._within_budget(artists, group.artist_budget)
         features = State.PENDING if group.features_from_tracks else None
         new: list[tuple[int, Op, str]] = []
         for op, keys in fresh.items():
@@ -500,23 +533,42 @@ class SqliteStore:
             self._apply_cpu += time.thread_time() - started
         started = time.thread_time()
         self._counts.update((op, State.PENDING) for _, op, _ in new)
-        if artists:
-            self._remember_artists(artists)
         self._apply_cpu += time.thread_time() - started
+        if sum(map(len, self._recent.values())) >= MERGE_EVERY:
+            await self._merge()
         return new
 
     async def _insert_keys(
         self, op: Op, keys: list[str], state: State, at: int | None, features: State | None
     ) -> list[tuple[int, str]]:
-        """Insert ``keys`` as tasks of ``op`` where unknown (a new track gets its audio-features
-        task if ``features``): JSON arrays read by json_each, in C, instead of binding a
-        parameter set per key."""
+        """Insert the tasks of ``op`` among ``keys`` (distinct) that are not known yet; a new
+        track gets its audio-features task if ``features``. Keys go in as one JSON array read
+        by json_each, in C, instead of a parameter set bound per key."""
+        stored = await self._stored(op, keys)
+        new = [key for key in keys if key not in stored]
+        if not new:
+            return []
         async with self._db.execute(
             "INSERT INTO task(op, key, state, at, features) SELECT ?, value, ?, ?, ? "
-            "FROM json_each(?) WHERE true ON CONFLICT DO NOTHING RETURNING seq, key",
-            (int(op), int(state), at, features if op is Op.TRACK else None, orjson.dumps(keys)),
+            "FROM json_each(?) RETURNING seq, key",
+            (int(op), int(state), at, features if op is Op.TRACK else None, orjson.dumps(new)),
         ) as cursor:
-            return list(await cursor.fetchall())
+            rows: list[tuple[int, str]] = list(await cursor.fetchall())  # type: ignore[arg-type]
+        started = time.thread_time()
+        self._recent.setdefault(op, {}).update((key, seq) for seq, key in rows)
+        self._apply_cpu += time.thread_time() - started
+        return rows
+
+    async def _merge(self) -> None:
+        """Move the recent keys into ``seen`` in one sorted insert (inside the commit)."""
+        merged = max(max(keys.values()) for keys in self._recent.values() if keys)
+        await self._db.execute(
+            "INSERT INTO seen(op, key, seq) SELECT op, key, seq FROM task "
+            "WHERE seq > ? ORDER BY op, key",
+            (self._merged,),
+        )
+        await self._write_meta({"merged": merged})
+        self._merged, self._recent = merged, {}
 
     def _lease(self, new: list[tuple[int, Op, str]], lease: Mapping[Op, int]) -> list[Task]:
         """Take the new tasks the caller has room for, in sequence order per op.
@@ -576,26 +628,13 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO failure(op, key, reason, at) VALUES (?, ?, ?, ?)", failures
             )
 
-    def _remember_artists(self, keys: list[str]) -> None:
-        """Keys known to be stored skip the database next time. Bounded: when full the cache
-        starts over, which costs only database lookups."""
-        if len(self._known_artists) + len(keys) > KNOWN_ARTISTS_CAP:
-            self._known_artists.clear()
-        self._known_artists.update(keys)
-
     async def _within_budget(self, keys: list[str], budget: int) -> list[str]:
-        async with self._db.execute(
-            "SELECT value FROM json_each(?) WHERE EXISTS "
-            "(SELECT 1 FROM task WHERE op = ? AND key = value)",
-            (orjson.dumps(keys), int(Op.ARTIST)),
-        ) as cursor:
-            stored = {key for (key,) in await cursor.fetchall()}
-        return within_budget(keys, stored, budget)
+        stored = await self._stored(Op.ARTIST, keys)
+        return within_budget(keys, set(stored), budget)
 
     async def _rollback(self) -> None:
         if self._outputs is not None:
             self._outputs.discard()
-        self._known_artists.clear()  # it may hold artists of the transaction being undone
         with contextlib.suppress(sqlite3.Error):  # already gone if e.g. the disk filled up
             await self._db.execute("ROLLBACK")
         # What memory holds went ahead of the database: reload it (the cursors too, since
