@@ -24,13 +24,14 @@ from crawler.api.ratelimit import AccountStatus
 from crawler.core.kinds import Op, State
 from crawler.core.logs import ConsoleHandler, console_handlers
 from crawler.crawl.progress import (
-    SHRINK_SPAN_S,
     OpCounts,
     Progress,
     ProgressDisplay,
     Trend,
     duration,
+    frontier_closed,
     op_counts,
+    requests_left,
     resolve_mode,
 )
 from tests.test_logs import logging_to
@@ -363,80 +364,96 @@ async def test_leaving_the_block_draws_the_final_counts_from_a_last_snapshot() -
 # ---------------------------------------------------------------------------- ETA
 
 
-def feed(trend: Trend, pendings: list[int]) -> Progress:
-    """Samples every 10 s with these pending totals; returns the last progress."""
+def feed(trend: Trend, frames: list[tuple[int, dict[str, OpCounts]]], **kw: Any) -> Progress:
+    """One sample every 10 s: (requests sent so far, ops); returns the last progress."""
     p = progress()
-    for i, pending in enumerate(pendings):
-        p = progress(ops={"album": OpCounts(i * 100, pending)})
+    for i, (requests, ops) in enumerate(frames):
+        p = progress(requests=requests, ops=ops, **kw)
         trend.add(i * 10.0, p)
     return p
 
 
-def test_no_eta_while_the_frontier_grows_or_has_fallen_only_briefly() -> None:
-    growing = Trend()
-    assert growing.eta(feed(growing, [1000 + 500 * i for i in range(13)])) is None
-    burst = Trend()  # fell for 40 s, then a commit of new album pages raised it again
-    assert burst.eta(feed(burst, [9000, 8000, 7000, 6000, 5000, 9500, 9400])) is None
-    young = Trend()  # falling, but not for three spans yet
-    assert young.eta(feed(young, [9000, 8000, 7000, 6000, 5000])) is None
+def sinks(tracks: int, features: int) -> dict[str, OpCounts]:
+    """Only tasks that add no work pending: a closed frontier."""
+    return {"track": OpCounts(1000, tracks), "features": OpCounts(1000, features)}
 
 
-def test_eta_once_the_frontier_has_shrunk_across_every_span() -> None:
+def test_no_eta_while_pending_tasks_can_still_add_work() -> None:
+    # Pending falls for two minutes, but 126 albums wait (each brings tracks): the frontier
+    # is open. A recorded crawl showed "ETA 2s" here by the pending trend, with 95 s to go.
     trend = Trend()
-    # Every 10 s for 2 min; in the last 60 s pending fell from 6,600 to 3,000.
-    p = feed(trend, [1000, 3000, 5000, 7000, 6600, 6000, 5400, 4800, 4200, 3600, 3000])
-    assert 3 * SHRINK_SPAN_S == 60
-    assert trend.eta(p) == pytest.approx(3000 * 60 / 3600)  # at the net rate it shrank: 50 s
+    frames = [
+        (100 * i, {**sinks(3000 - 200 * i, 0), "album": OpCounts(648, 126)}) for i in range(13)
+    ]
+    assert trend.eta(feed(trend, frames)) is None
+    growing = Trend()
+    frames = [(100 * i, sinks(1000 + 500 * i, 1000 + 500 * i)) for i in range(7)]
+    frames[-1][1]["artist"] = OpCounts(10, 1)  # an artist to fetch: its albums are to come
+    assert growing.eta(feed(growing, frames)) is None
+
+
+def test_eta_once_the_frontier_is_closed_from_the_requests_left_at_the_recent_pace() -> None:
+    trend = Trend()
+    # 1,000 features (10 requests of 100) and 500 tracks (10 of 50) pending; 60 requests in
+    # the last 60 s, 1 req/s: 20 s. (By tasks, 1,500 at the pace they settled, it would
+    # read as if a features request cost what a track request does.)
+    frames = [(1000 + 10 * i, sinks(500, 1000)) for i in range(7)]
+    assert trend.eta(feed(trend, frames)) == pytest.approx(20.0)
+    young = Trend()
+    assert young.eta(feed(young, frames[:2])) is None  # 10 s seen: too little to tell
     term = Terminal()
     clock = Clock()
-    pendings = iter([1000, 3000, 5000, 7000, 6600, 6000, 5400, 4800, 4200, 3600, 3000])
-    current = [progress()]
-
-    def snapshot() -> Progress:
-        current[0] = progress(ops={"album": OpCounts(0, next(pendings))})
-        return current[0]
-
-    display = bar(snapshot, term, 120, clock=clock)
+    requests = iter(range(0, 1000, 10))
+    display = bar(
+        lambda: progress(requests=next(requests), ops=sinks(500, 1000)), term, 120, clock=clock
+    )
     display.open()
-    for _ in range(8):  # up to 7,000 at 30 s, then falling, but not across three spans yet
-        clock.now += 10
-        display.tick()
-        assert "ETA" not in term.getvalue()
     clock.now += 10
     display.tick()
-    assert "  ETA 1m04s  " in rows(term.getvalue())[1]  # 3,600 left, 3,400 fewer in 60 s
+    assert "ETA" not in term.getvalue()
     clock.now += 10
     display.tick()
-    assert "  ETA 50s  " in rows(term.getvalue())[1]
+    assert "  ETA 20s  " in rows(term.getvalue())[1]
+
+
+def test_frontier_closes_when_only_sinks_are_pending_or_the_artist_budget_is_spent() -> None:
+    related = {**sinks(5, 5), "related": OpCounts(10, 3)}  # related artists lead to artists
+    assert not frontier_closed(progress(ops=related))
+    spent = {**related, "artist": OpCounts(390, 0, 10)}
+    assert frontier_closed(progress(ops=spent, max_artists=400))
+    assert not frontier_closed(progress(ops=spent, max_artists=401))
+    waiting = {**spent, "artist": OpCounts(390, 10)}  # fetching an artist lists its albums
+    assert not frontier_closed(progress(ops=waiting, max_artists=400))
+    assert frontier_closed(progress(ops={"album": OpCounts(5, 0), **sinks(0, 0)}))
+    assert requests_left(progress(ops={"artist": OpCounts(0, 51), "related": OpCounts(0, 3)})) == 5
 
 
 def test_eta_from_the_artist_budget_and_never_zero_while_work_is_pending() -> None:
-    def budgeted(artists: int, albums_pending: int) -> Progress:
-        ops = {"artist": OpCounts(artists, 0), "album": OpCounts(0, albums_pending)}
-        return progress(ops=ops, max_artists=400)
+    def budgeted(artists: int, albums: int) -> dict[str, OpCounts]:
+        return {"artist": OpCounts(artists, 100), "album": OpCounts(0, albums)}
 
-    growing = Trend()  # 10 artists per 10 s while the frontier keeps growing
-    for i in range(7):
-        p = budgeted(100 + 10 * i, 500 + 100 * i)
-        growing.add(i * 10.0, p)
-    assert growing.eta(p) == pytest.approx(240.0)  # 240 artists to go at 1/s
-    spent = Trend()  # the budget is spent and 592+ tasks wait while the frontier grows
-    for i in range(7):
-        p = budgeted(400, 592 + i)
-        spent.add(i * 10.0, p)
-    assert p.pending > 0 and spent.eta(p) is None  # not "ETA 0s"
-    draining = Trend()  # spent, and now the frontier shrinks: it tells the rest
-    for i in range(7):
-        p = budgeted(400, 1192 - 100 * i)
-        draining.add(i * 10.0, p)
-    assert draining.eta(p) == pytest.approx(592 * 60 / 600)
+    trend = Trend()  # 10 artists per 10 s, while the frontier keeps growing
+    frames = [(10 * i, budgeted(100 + 10 * i, 500 + 100 * i)) for i in range(7)]
+    p = feed(trend, frames, max_artists=400)
+    assert trend.eta(p) == pytest.approx(240.0)  # 240 artists to go at 1/s
+    slow = Trend()  # the pending albums alone take longer than the artists: that is the ETA
+    frames = [(i, budgeted(100 + 10 * i, 500 + 100 * i)) for i in range(7)]
+    # 1,100 albums (55 requests of 20) and 100 artists (2 of 50) at 6 requests a minute
+    assert slow.eta(feed(slow, frames, max_artists=400)) == pytest.approx(57 * 60 / 6)
+    stalled = Trend()  # no artist fetched for 20 s: they wait behind other work
+    frames = [(10 * i, budgeted(100 + 10 * min(i, 4), 500)) for i in range(7)]
+    assert stalled.eta(feed(stalled, frames, max_artists=400)) is None
+    spent = Trend()  # the budget is fetched and 592 tasks wait, albums among them
+    frames = [(10 * i, {**budgeted(400, 92), **sinks(250, 250)}) for i in range(7)]
+    p = feed(spent, frames, max_artists=400)
+    assert p.pending == 692 and spent.eta(p) is None  # not "ETA 0s"
     assert duration(0.2) == "1s" and duration(0) == "0s" and duration(3725) == "1h02m"
     assert duration(75) == "1m15s" and duration(90061) == "1d01h"
 
 
 def test_no_eta_in_the_final_counts() -> None:
     trend = Trend()
-    p = feed(trend, [7000, 6000, 5000, 4000, 3000, 2000, 1000])
+    p = feed(trend, [(10 * i, sinks(500, 1000)) for i in range(7)])
     assert trend.eta(p) is not None
     assert trend.eta(replace(p, final=True)) is None
 
