@@ -22,9 +22,10 @@ from crawler.api.client import SpotifyClient
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError, CrawlerError
 from crawler.core.kinds import ENTITIES, ENTITY_STREAMS, Op, State, stream_file
+from crawler.core.logs import setup_logging
 from crawler.core.stats import Stats
 from crawler.crawl.engine import Engine, RunResult
-from crawler.crawl.progress import report_progress
+from crawler.crawl.progress import ProgressDisplay
 from crawler.store.sqlite import Checkpoint
 
 log = logging.getLogger("crawler")
@@ -41,19 +42,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     crawl.add_argument("--progress", choices=("auto", "bar", "log", "off"), default=None)
     crawl.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    crawl.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default="human",
+        help="json: one JSON object per line on stderr, for log shippers (progress as log lines)",
+    )
     crawl.set_defaults(func=crawl_command)
 
     status = sub.add_parser("status", help="summarise the checkpoint of a crawl")
     status.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
     status.set_defaults(func=status_command)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _tune_gc() -> None:
@@ -91,7 +90,7 @@ def _one_line_errors(command: Callable[[], int]) -> int:
 
 
 def crawl_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format)
 
     def crawl() -> int:
         config = load_config(args.config, need_credentials=not args.sim)
@@ -181,17 +180,9 @@ async def run_crawl(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, engine.interrupt)
-        reporter = asyncio.create_task(
-            report_progress(
-                engine.snapshot, progress or config.crawl.progress, bound=config.expand.max_artists
-            )
-        )
-        try:
+        # Leaving the block draws the final counts: the run's last commit is behind it.
+        async with ProgressDisplay(progress or config.crawl.progress, engine.snapshot):
             result = await engine.run()
-        finally:
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
         _write_stats(config, checkpoint, stats, result, engine.commit_wait_s)
     return result
 
