@@ -388,7 +388,7 @@ def test_no_eta_while_pending_tasks_can_still_add_work() -> None:
     assert trend.eta(feed(trend, frames)) is None
     growing = Trend()
     frames = [(100 * i, sinks(1000 + 500 * i, 1000 + 500 * i)) for i in range(7)]
-    frames[-1][1]["artist"] = OpCounts(10, 1)  # an artist to fetch: its albums are to come
+    frames[-1][1]["related"] = OpCounts(10, 1)  # one more artist's related artists to list
     assert growing.eta(feed(growing, frames)) is None
 
 
@@ -425,6 +425,12 @@ def test_frontier_closes_when_only_sinks_are_pending_or_the_artist_budget_is_spe
     waiting = {**spent, "artist": OpCounts(390, 10)}  # fetching an artist lists its albums
     assert not frontier_closed(progress(ops=waiting, max_artists=400))
     assert frontier_closed(progress(ops={"album": OpCounts(5, 0), **sinks(0, 0)}))
+    # A partial batch of 7 albums behind 1,275 related-artists requests (a recorded crawl's
+    # last 11 minutes): that batch adds a sliver; a full one, or one album page, more.
+    sliver = {**spent, "related": OpCounts(696, 1275), "album": OpCounts(26030, 7)}
+    assert frontier_closed(progress(ops=sliver, max_artists=400))
+    for more in ({"album": OpCounts(26030, 20)}, {"album_tracks": OpCounts(10, 1)}):
+        assert not frontier_closed(progress(ops={**sliver, **more}, max_artists=400))
     assert requests_left(progress(ops={"artist": OpCounts(0, 51), "related": OpCounts(0, 3)})) == 5
 
 
