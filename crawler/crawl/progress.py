@@ -15,8 +15,8 @@ pending total cannot tell it: the engine runs track and audio-features tasks bef
 albums that bring more of them, so the pending total falls for a minute and then jumps (in a
 recorded crawl, "pending fell for 60 s" gave ETAs of 2-33 s with 91-121 s to go).
 
-The hand-written area was chosen over rich's ``Live``: it costs ~55 us of CPU per redraw to
-rich's ~250 us (both negligible at 2 redraws/s), but rich adds 20-110 ms to every start of the
+The hand-written area was chosen over rich's ``Live``: it costs 35-55 us of CPU per redraw to
+rich's 175-290 us (both negligible at 2 redraws/s), but rich adds 20-110 ms to every start of the
 command line, and its log handler would replace the formats ``crawler.core.logs`` defines.
 """
 
