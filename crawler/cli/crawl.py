@@ -16,13 +16,14 @@ import orjson
 
 from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
-from crawler.cli.common import one_line_errors, run_async, setup_logging
+from crawler.cli.common import one_line_errors, run_async
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError, CrawlerError
 from crawler.core.kinds import ENTITIES, STREAMS, Op, State
+from crawler.core.logs import setup_logging
 from crawler.core.stats import Stats
 from crawler.crawl.engine import EXIT_FAILED, Engine, RunResult
-from crawler.crawl.progress import report_progress
+from crawler.crawl.progress import ProgressDisplay
 from crawler.store import open_store
 from crawler.store.base import Store, failed, pending
 from crawler.store.lock import CheckpointLocked
@@ -58,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     crawl.add_argument("--progress", choices=("auto", "bar", "log", "off"), default=None)
     crawl.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    crawl.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default="human",
+        help="json: one JSON object per line on stderr, for log shippers (progress as log lines)",
+    )
     crawl.set_defaults(func=crawl_command)
 
 
@@ -69,7 +76,7 @@ def _tune_gc() -> None:
 
 
 def crawl_command(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format)
 
     def crawl() -> int:
         config = load_config(args.config, sim=args.sim)
@@ -183,17 +190,9 @@ async def _run_engine(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.interrupt)
-    reporter = asyncio.create_task(
-        report_progress(
-            engine.snapshot, progress or config.crawl.progress, bound=config.expand.max_artists
-        )
-    )
-    try:
+    # Leaving the block draws the final counts: the run's last commit is behind it.
+    async with ProgressDisplay(progress or config.crawl.progress, engine.snapshot):
         return await engine.run()
-    finally:
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
 
 
 def _write_stats(

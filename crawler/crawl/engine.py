@@ -28,14 +28,15 @@ from typing import Any
 from crawler.api.client import SpotifyClient
 from crawler.core.config import Config
 from crawler.core.errors import AllAccountsParked, CrawlerError, EdgeUnavailable, RequestFailed
-from crawler.core.kinds import ENTITIES, Op, State
+from crawler.core.kinds import Op, State
 from crawler.core.stats import Stats
 from crawler.core.tasks import Outcome, Task
 from crawler.crawl.committer import GroupCommitter
 from crawler.crawl.expand import BadShape, Expander
 from crawler.crawl.frontier import Frontier
 from crawler.crawl.policy import Pick, Queued, Situation, may_grow, pick
-from crawler.store.base import CommitGroup, Store, failed, pending
+from crawler.crawl.progress import Progress, op_counts
+from crawler.store.base import CommitGroup, Store, failed
 from crawler.store.plan import plan_commit
 
 log = logging.getLogger("crawler.crawl.engine")
@@ -126,21 +127,20 @@ class Engine:
         self._interrupted = True
         self._stop()
 
-    def snapshot(self) -> dict[str, Any]:
-        """What a progress display needs, cheap enough to call every second."""
-        counts = self.store.counts()
-        written = self.store.written()
-        parked_until = self.client.status().all_parked_until
-        return {
-            "written": {kind.stream: written[kind.stream] for kind in ENTITIES.values()},
-            "pending": pending(counts),
-            "in_flight": len(self._workers),
-            "failed": failed(counts),
-            "requests": self.stats.total_requests,
-            "rate_limited": self.stats.rate_limited,
-            "elapsed": time.monotonic() - self.started,
-            "paused_for": None if parked_until is None else max(0.0, parked_until - time.time()),
-        }
+    def snapshot(self) -> Progress:
+        """What a progress display needs, cheap enough to call twice a second."""
+        status = self.client.status()
+        return Progress(
+            elapsed_s=time.monotonic() - self.started,
+            ops=op_counts(self.store.counts()),
+            written=dict(self.store.written()),
+            requests=self.stats.total_requests,
+            rate_limited=self.stats.rate_limited,
+            in_flight=len(self._workers),
+            accounts=status.accounts,
+            paused_until_epoch=status.all_parked_until,
+            max_artists=self.config.expand.max_artists,
+        )
 
     # ------------------------------------------------------------------ starting
 
