@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from crawler.cli import crawl as crawl_cli
+from crawler.cli import export as export_cli
 from crawler.sim import cli as sim_cli
 
 
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     crawl_cli.register(sub)
+    export_cli.register(sub)
     sim_cli.register(sub)
     return parser
 
