@@ -434,7 +434,7 @@ def test_jsonl_copies_the_committed_bytes_of_every_stream(extended: Crawl, tmp_p
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_only_the_committed_prefix_is_exported(extended: Crawl, tmp_path: Path, fmt: str) -> None:
     """A running crawl appends past the committed length; an interrupted one leaves a torn
-    tail. Neither reaches the export (the DuckDB formats read the prefix through a FIFO)."""
+    tail. Neither reaches the export (the table formats read a copy of the prefix)."""
     src = tmp_path / "src"
     src.mkdir()
     lengths = {}
@@ -547,13 +547,17 @@ def test_cli_without_duckdb_says_how_to_install_it(
     assert cli(extended, "--format", "jsonl", "--to", str(tmp_path / "j")) == 0
 
 
+@pytest.mark.parametrize("tail", [b"", b'{"id": "uncommitted"}\n'])
 def test_a_bad_line_is_one_error_and_publishes_nothing(
-    extended: Crawl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    extended: Crawl, tmp_path: Path, tail: bytes
 ) -> None:
+    """Also when the committed prefix is read from a copy, which is removed with the rest."""
     bad = tmp_path / "tracks.jsonl"
-    bad.write_bytes((extended.out / "tracks.jsonl").read_bytes() + b'{"id": "x", "name": \n')
+    data = (extended.out / "tracks.jsonl").read_bytes() + b'{"id": "x", "name": \n'
+    bad.write_bytes(data + tail)
+    source = extended.source(jsonl={"tracks": bad}, lengths={"tracks": len(data)})
     with pytest.raises(ExportError, match=str(bad)):
-        export(extended.source(jsonl={"tracks": bad}), "parquet", tmp_path / "x")
+        export(source, "parquet", tmp_path / "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tracks.jsonl"]
 
 

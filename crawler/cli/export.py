@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -58,7 +59,11 @@ def export_command(args: argparse.Namespace) -> int:
     def run() -> int:
         config = load_config(args.config, need_credentials=False)
         to = args.to if args.to is not None else default_target(config, args.format)
-        result = export(out_dir_source(config), args.format, to, force=args.force)
+        try:
+            result = export(out_dir_source(config), args.format, to, force=args.force)
+        except KeyboardInterrupt:
+            print(f"interrupted: {to} was left as it was", file=sys.stderr)
+            return 130
         print(
             f"exported {sum(result.rows.values()):,} rows in {len(result.rows)} "
             f"{'streams' if result.format == 'jsonl' else 'tables'} to {result.target} "

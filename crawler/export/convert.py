@@ -99,7 +99,10 @@ def export(source: ExportSource, fmt: Format, to: Path, *, force: bool = False) 
             rows = _write_jsonl(source, staged)
             span = _span(at for pairs in source.fetched_at.values() for _, at in pairs)
         else:
-            rows, span = _write_with_duckdb(duckdb, source, fmt, staged, work)
+            try:
+                rows, span = _write_with_duckdb(duckdb, source, fmt, staged, work)
+            except (duckdb.Error, sqlite3.Error) as exc:  # e.g. a full disk: one line
+                raise ExportError(f"cannot export to {to}: {_first_line(exc)}") from None
         card_path = (work if fmt in SINGLE_FILE else staged) / "dataset.json"
         card = _card(source, fmt, to, rows, span)
         card_path.write_bytes(orjson.dumps(card, option=orjson.OPT_INDENT_2) + b"\n")
@@ -131,11 +134,12 @@ def _check_target(source: ExportSource, to: Path, force: bool) -> None:
 
 
 def _publish(staged: Path, to: Path, card: Path | None, fmt: Format, work: Path) -> None:
-    """Rename the staged target into place; a replaced one is moved into the work directory
-    first and removed with it, so at no instant is a half-written target visible."""
-    if to.exists():
+    """Rename the staged target into place, so at no instant is a half-written one visible. A
+    file replaces a file at once; a directory being replaced is first moved into the work
+    directory (and removed with it): for that instant there is no target."""
+    if to.is_dir():
         to.rename(work / "replaced")
-    staged.rename(to)
+    staged.replace(to)
     if card is not None:
         card.replace(dataset_json_path(fmt, to))
 
@@ -232,17 +236,20 @@ def _stage(
     ddl = ", ".join(f'"{name}" {kind}' for name, kind in fields.items())
     con.execute(f"CREATE TEMP TABLE stage_{stream} ({ddl})")
     started = time.monotonic()
-    with source.readable(stream, work) as path:
-        if path is None:
-            return
-        columns = "{" + ", ".join(f"'{n}': '{k}'" for n, k in fields.items()) + "}"
-        try:
-            con.execute(
-                f"INSERT INTO stage_{stream} SELECT * FROM read_json({_literal(path)}, "
-                f"format = 'newline_delimited', columns = {columns})"
-            )
-        except duckdb.Error as exc:
-            raise ExportError(f"{source.jsonl[stream]}: {_first_line(exc)}") from None
+    path = source.readable(stream, work)
+    if path is None:
+        return
+    columns = "{" + ", ".join(f"'{n}': '{k}'" for n, k in fields.items()) + "}"
+    try:
+        con.execute(
+            f"INSERT INTO stage_{stream} SELECT * FROM read_json({_literal(path)}, "
+            f"format = 'newline_delimited', columns = {columns})"
+        )
+    except duckdb.Error as exc:
+        raise ExportError(f"{source.jsonl[stream]}: {_first_line(exc)}") from None
+    finally:
+        if path != source.jsonl[stream]:
+            path.unlink()  # a copy of the committed prefix: the disk it holds is needed next
     (count,) = con.execute(f"SELECT count(*) FROM stage_{stream}").fetchone()
     _progress(f"read {stream_file(stream)}", count, started)
 

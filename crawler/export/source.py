@@ -2,20 +2,19 @@
 
 The store fills an `ExportSource`; the export never opens the checkpoint itself, so it serves
 any store (SQLite today, PostgreSQL later) and a crawl that is still running: a stream's file
-may grow past what is committed while the export reads it, which `lengths` bounds.
+may grow past what is committed while the export reads it, which `lengths` bounds (the jsonl
+format copies just the committed bytes; the table formats read a copy of them).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from crawler.core.errors import CrawlerError
+from crawler.core.kinds import stream_file
 
 COPY_CHUNK = 1 << 20
 
@@ -69,42 +68,20 @@ class ExportSource:
                 left -= len(chunk)
         return lines
 
-    @contextlib.contextmanager
-    def readable(self, stream: str, scratch: Path) -> Iterator[Path | None]:
-        """A path a reader can open for the committed bytes: the file itself when all of it is
-        committed, else a FIFO in ``scratch`` that a thread fills with the committed prefix (no
-        copy on disk; DuckDB reads FIFOs). None for an empty stream."""
+    def readable(self, stream: str, scratch: Path) -> Path | None:
+        """A file holding exactly the committed bytes: the stream's own when all of it is
+        committed, else a copy of the committed prefix in ``scratch`` (DuckDB buffers a FIFO
+        whole, so it is no substitute). None for an empty stream."""
         size = self.size(stream)
-        path = self.jsonl.get(stream)
-        if not size or path is None:
-            yield None
-            return
+        if not size:
+            return None
+        path = self.jsonl[stream]
         if size == path.stat().st_size:
-            yield path
-            return
-        fifo = scratch / f"{stream}.fifo"
-        os.mkfifo(fifo)
-        failure: list[BaseException] = []
-
-        def pump() -> None:
-            try:
-                with fifo.open("wb") as dst:
-                    self.copy(stream, dst)
-            except BaseException as exc:  # e.g. the reader gave up: surface it, do not hang
-                failure.append(exc)
-
-        thread = threading.Thread(target=pump, name=f"export-{stream}", daemon=True)
-        thread.start()
-        try:
-            yield fifo
-        finally:
-            if thread.is_alive():  # the reader stopped early: unblock the writer's open()
-                with contextlib.suppress(OSError):
-                    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-            thread.join()
-            fifo.unlink(missing_ok=True)
-        if failure and not isinstance(failure[0], BrokenPipeError):
-            raise failure[0]
+            return path
+        copy = scratch / stream_file(stream)
+        with copy.open("wb") as dst:
+            self.copy(stream, dst)
+        return copy
 
 
 def committed_length(path: Path) -> int:
