@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -205,7 +206,7 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         )
     parquet = [r for r in rows if r[0] == "parquet"]
     if parquet and lines["tracks"] >= 1_000_000:
-        wall = sorted(r[2] for r in parquet)[len(parquet) // 2]
+        wall = statistics.median(r[2] for r in parquet)
         rss = max(r[4] for r in parquet)
         checks = (("wall s (median)", wall, TARGET_WALL_S), ("peak RSS MB", rss, TARGET_RSS_MB))
         for name, value, target in checks:
