@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from crawler import __version__
-from crawler.cli import crawl, status
+from crawler.cli import crawl, export, status
 from crawler.sim import cli as sim_cli
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     crawl.register(sub)
     status.register(sub)
+    export.register(sub)
     sim_cli.register(sub)
     return parser
 

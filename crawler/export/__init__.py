@@ -1,0 +1,29 @@
+"""``spotify-crawler export``: a crawl's committed JSON lines as Parquet, DuckDB, SQLite, CSV or
+JSON-lines tables (see ``tables.py`` for the public tables and ``convert.py`` for the layout)."""
+
+from crawler.export.convert import (
+    FORMATS,
+    INSTALL_HINT,
+    DuckDBMissing,
+    ExportResult,
+    Format,
+    dataset_json_path,
+    export,
+)
+from crawler.export.source import ExportError, ExportSource, committed_length
+from crawler.export.tables import TABLE_NAMES, TABLES
+
+__all__ = [
+    "FORMATS",
+    "INSTALL_HINT",
+    "TABLES",
+    "TABLE_NAMES",
+    "DuckDBMissing",
+    "ExportError",
+    "ExportResult",
+    "ExportSource",
+    "Format",
+    "committed_length",
+    "dataset_json_path",
+    "export",
+]
