@@ -238,6 +238,18 @@ def test_dataset_aggregates_are_exact() -> None:
     assert ds.features["time_signature"] == (("3/4", 1), ("4/4", 1))
 
 
+def test_parquet_files_read_through_views_give_the_same_figures(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    tiny_export(con)
+    expected = read_dataset(con)
+    for (table,) in con.execute("SHOW TABLES").fetchall():
+        con.execute(f"COPY {table} TO '{tmp_path / table}.parquet' (FORMAT parquet)")
+    views = duckdb.connect()
+    for file in tmp_path.glob("*.parquet"):
+        views.execute(f"CREATE VIEW {file.stem} AS SELECT * FROM '{file}'")
+    assert read_dataset(views) == expected
+
+
 def data_for(
     con: duckdb.DuckDBPyConnection, mode: str, tl: Timeline | None = None, title: str = "t"
 ) -> ReportData:

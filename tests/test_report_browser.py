@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +95,38 @@ MEASURE_JS = """
     return {key: el.dataset.chart, colours: colours.size, near: near};
   };
   return [...document.querySelectorAll('[data-chart]')].map(measure);
+})()
+"""
+# The runs as the rendered document marks them: labels and the shaded boxes' colours.
+MARKS_JS = """
+(() => {
+  if (!window.Bokeh) return {labels: [], boxes: []};
+  const models = [...Bokeh.documents[0].all_models];
+  return {
+    labels: models.filter((m) => m.type === 'Label').map((m) => m.text),
+    boxes: models.filter((m) => m.type === 'BoxAnnotation' && m.level === 'underlay')
+      .map((m) => m.fill_color),
+  };
+})()
+"""
+
+# Resolves with the text of every tooltip Bokeh shows, once there is one.
+TOOLTIPS_JS = """
+(async () => {
+  const texts = () => {
+    const out = [];
+    const walk = (node) => {
+      if (node.classList && node.classList.contains('bk-tooltip-content')) {
+        out.push(node.textContent.replace(/\\s+/g, ' ').trim());
+      }
+      if (node.shadowRoot) walk(node.shadowRoot);
+      for (const child of node.children || []) walk(child);
+    };
+    walk(document.body);
+    return out.filter((t) => t);
+  };
+  while (!texts().length) await new Promise((r) => setTimeout(r, 20));
+  return texts();
 })()
 """
 
@@ -201,7 +235,9 @@ class Visit:
     log: PageLog
     charts: list[dict[str, Any]]
     notes: int
+    marks: dict[str, list[str]]
     screenshot: bytes
+    tooltips: list[str]
 
 
 async def _devtools_url(stderr: asyncio.StreamReader) -> str:
@@ -232,18 +268,24 @@ async def browser() -> AsyncIterator[str]:
             stderr=asyncio.subprocess.PIPE,
         )
         assert proc.stderr is not None
+        drain: asyncio.Task[None] | None = None
         try:
             url = await asyncio.wait_for(_devtools_url(proc.stderr), HANG_GUARD_S)
             drain = asyncio.create_task(_drain(proc.stderr))
             yield url
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
             await proc.wait()
-        await drain
+            if drain is not None:
+                await drain
 
 
-async def visit(browser_url: str, path: Path, full_page: bool = True) -> Visit:
-    """Opens ``path`` in a new tab, waits for every chart to paint, screenshots the page."""
+async def visit(
+    browser_url: str, path: Path, full_page: bool = True, hover: str | None = None
+) -> Visit:
+    """Opens ``path`` in a new tab, waits for every chart to paint, screenshots the page;
+    then moves the mouse over the chart ``hover`` and reads the tooltips it brings up."""
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(browser_url, max_msg_size=0) as ws,
@@ -259,6 +301,7 @@ async def visit(browser_url: str, path: Path, full_page: bool = True) -> Visit:
             except TimeoutError:
                 pytest.fail(f"Bokeh never went idle; page errors: {tools.log.errors}")
             notes = await tools.evaluate("document.querySelectorAll('[data-note]').length")
+            marks = await tools.evaluate(MARKS_JS)
             height = await tools.evaluate("document.documentElement.scrollHeight")
             clip = {"x": 0, "y": 0, "width": WIDTH, "height": height if full_page else HEIGHT}
             shot = await tools.send(
@@ -267,9 +310,29 @@ async def visit(browser_url: str, path: Path, full_page: bool = True) -> Visit:
                 captureBeyondViewport=full_page,
                 clip={**clip, "scale": 1},
             )
-            return Visit(tools.log, charts, notes, base64.b64decode(shot["data"]))
+            png = base64.b64decode(shot["data"])
+            tooltips = [] if hover is None else await _hover(tools, hover)
+            return Visit(tools.log, charts, notes, marks, png, tooltips)
         finally:
             await tools.close()
+
+
+async def _hover(tools: DevTools, key: str) -> list[str]:
+    box = await tools.evaluate(
+        f"""(() => {{
+            const el = document.querySelector("[data-chart='{key}']");
+            el.scrollIntoView();
+            const b = el.getBoundingClientRect();
+            return [b.x + b.width * 0.4, b.y + b.height * 0.5];
+        }})()"""
+    )
+    for step in range(3):  # a move within the plot, as a hand would make
+        x, y = box[0] + 4 * step, box[1]
+        await tools.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+    try:
+        return await asyncio.wait_for(tools.evaluate(TOOLTIPS_JS), HANG_GUARD_S)
+    except TimeoutError:
+        pytest.fail(f"no tooltip appeared over {key!r}")
 
 
 def offsite(log: PageLog, path: Path) -> list[str]:
@@ -312,7 +375,7 @@ async def test_every_chart_renders_offline_without_errors(
     drawn = sorted(chart.key for chart in specs if chart.note is None)
     noted = [chart.key for chart in specs if chart.note is not None]
 
-    seen = await visit(browser, path)
+    seen = await visit(browser, path, hover="requests")
 
     assert sorted(m["key"] for m in seen.charts) == drawn
     unpainted = [m for m in seen.charts if m["near"] == 0 or m["colours"] < 8]
@@ -324,6 +387,21 @@ async def test_every_chart_renders_offline_without_errors(
     colours, ink = colour_stats(seen.screenshot)
     assert colours >= 200 and ink >= 0.05, (colours, ink)
     (tmp_path / f"report-{mode}.png").write_bytes(seen.screenshot)
+    # The four runs: the first paused by a ban (red), one killed, one failed, one finished.
+    assert seen.marks["labels"] == [
+        "run 1 · exit 3 · paused",
+        "run 2 · running or killed",
+        "run 3 · exit 1",
+        "run 4 · exit 0",
+    ]
+    time_charts = sum(1 for chart in specs if chart.runs and chart.note is None)
+    assert len(seen.marks["boxes"]) == 4 * time_charts == 32
+    # Hovering reads the values: one tooltip per series under the cursor, named and dated.
+    series_under_cursor = ("a sent", "b sent", "a believed", "b believed")
+    for tip, series in zip(seen.tooltips, series_under_cursor, strict=True):
+        assert re.fullmatch(rf"account-{series} at: 2026-03-01 \d\d:\d\d value: [\d.]+", tip)
+    boxes = Counter(seen.marks["boxes"])
+    assert boxes == {"#d62728": time_charts, "#7f7f7f": 2 * time_charts, "#2ca02c": time_charts}
     if mode == "extended":
         assert len(drawn) == 26 and noted == []
     else:  # the edges a development-mode app is refused are named, not drawn empty

@@ -45,11 +45,16 @@ DURATION_MAX_MIN = 15.0  # … 15 minutes (longer ones go to the last bin)
 
 
 def read_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
-    """Aggregates the export tables that ``con`` holds (its default schema) into a Dataset."""
+    """Aggregates the export tables in ``con``'s current schema into a Dataset.
+
+    Tables or views: a Parquet export is read through ``CREATE VIEW artists AS SELECT * FROM
+    'artists.parquet'`` and so on, without loading it.
+    """
     present = {
         name
         for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema()"
+            """SELECT table_name FROM information_schema.tables
+               WHERE table_schema = current_schema() AND table_catalog = current_database()"""
         ).fetchall()
     }
     counts: dict[str, int | None] = {

@@ -41,6 +41,7 @@ from bokeh.models import (
     Label,
     Legend,
     NumeralTickFormatter,
+    Range1d,
 )
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
@@ -50,7 +51,7 @@ from crawler.report.charts import Chart, Table, Trace, sections, utc
 from crawler.report.model import ReportData
 
 HEIGHTS = {"wide": 260, "half": 320, "small": 190}
-MAX_RUN_LABELS = 20  # beyond this the runs table says it; labels would overlap
+MAX_RUN_LABELS = 20  # runs labelled on wide charts; beyond this the runs table says it
 RUN_COLOURS = {0: "#2ca02c", 3: "#d62728"}  # finished, paused by a ban
 OTHER_RUN = "#7f7f7f"
 FLOAT32_EXACT = 2**24  # from here on float32 no longer holds every integer
@@ -101,6 +102,11 @@ def render_html(data: ReportData) -> str:
     """The report as one HTML document with Bokeh's JavaScript inline."""
     parts: list[dict[str, Any]] = [{"root": None, "html": f"<main>{_header(data)}"}]
     plots = []
+    timeline = data.timeline
+    # One x range for every time chart: zooming into an hour of one zooms them all.
+    span = (
+        None if timeline is None else _time_range(timeline.start, timeline.width, timeline.buckets)
+    )
     for section in sections(data):
         tables = "".join(_table(t) for t in section.tables)
         html_ = f"<h2>{_e(section.title)}</h2><div class='tables'>{tables}</div><div class='grid'>"
@@ -112,7 +118,7 @@ def render_html(data: ReportData) -> str:
                     {"root": None, "html": f"<div class='{chart.size} note' data-note>{note}</div>"}
                 )
                 continue
-            plots.append(_plot(chart))
+            plots.append(_plot(chart, span))
             before = f"<div class='{chart.size} chart' data-chart='{_e(chart.key)}'>"
             parts.append({"root": len(plots) - 1, "before": before})
         parts.append({"root": None, "html": "</div>"})
@@ -174,7 +180,11 @@ def _array(values: Sequence[float | str | None]) -> Any:
     return out
 
 
-def _plot(chart: Chart) -> Any:
+def _time_range(start: float, width: float, buckets: int) -> Range1d:
+    return Range1d(start=start * 1000, end=(start + width * buckets) * 1000)  # milliseconds
+
+
+def _plot(chart: Chart, time_range: Range1d | None) -> Any:
     categories = [str(x) for x in chart.traces[0].x] if chart.x_kind == "category" else None
     options: dict[str, Any] = {
         "title": chart.title,
@@ -186,6 +196,7 @@ def _plot(chart: Chart) -> Any:
     }
     if chart.x_kind == "time":
         options["x_axis_type"] = "datetime"
+        options["x_range"] = time_range
     if chart.log_xy:
         options["x_axis_type"] = options["y_axis_type"] = "log"
     if categories is not None:
@@ -212,40 +223,45 @@ def _plot(chart: Chart) -> Any:
 
 
 def _draw(p: Any, chart: Chart, categories: list[str] | None) -> list[Any]:
-    """One glyph per trace, with a hover tool each; traces on one x share one data source."""
+    """One glyph per trace and one hover tool for them all.
+
+    Each trace's column and glyph are named after it, so the tooltip's ``@$name`` finds the
+    value under the cursor in whichever series it is over. Traces on one x (every time
+    chart) share one data source: the times are written once.
+    """
     groups = list(dict.fromkeys(t.group or t.name for t in chart.traces))
     colour = {g: Category10_10[i % len(Category10_10)] for i, g in enumerate(groups)}
     colours = [colour[t.group or t.name] for t in chart.traces]
+    names = [t.name or chart.y_title for t in chart.traces]
     first = chart.traces[0].x
-    shared = chart.stacked or all(list(t.x) == list(first) for t in chart.traces)
-    if shared:
-        columns = {f"y{i}": _array(t.y) for i, t in enumerate(chart.traces)}
-        source = ColumnDataSource({"x": _xs(first, chart)} | columns)
-        sources = [(source, f"y{i}") for i in range(len(chart.traces))]
+    if chart.stacked or all(list(t.x) == list(first) for t in chart.traces):
+        columns = {name: _array(t.y) for name, t in zip(names, chart.traces, strict=True)}
+        shared = ColumnDataSource({"x": _xs(first, chart)} | columns)
+        sources = [shared] * len(chart.traces)
     else:
         sources = [
-            (ColumnDataSource({"x": _xs(t.x, chart), "y": _array(t.y)}), "y") for t in chart.traces
+            ColumnDataSource({"x": _xs(t.x, chart), name: _array(t.y)})
+            for name, t in zip(names, chart.traces, strict=True)
         ]
     if chart.stacked:
-        names = [column for _, column in sources]
         width = _bar_width(first, categories)
-        renderers = p.vbar_stack(names, x="x", width=width, color=colours, source=source)
+        renderers = p.vbar_stack(names, x="x", width=width, color=colours, source=shared)
+        for renderer, name in zip(renderers, names, strict=True):
+            renderer.name = name
     else:
         renderers = [
-            _glyph(p, chart, trace, src, column, colour, categories)
-            for trace, (src, column), colour in zip(chart.traces, sources, colours, strict=True)
+            _glyph(p, chart, *args, categories)
+            for args in zip(chart.traces, sources, names, colours, strict=True)
         ]
-    for trace, renderer, (_, column) in zip(chart.traces, renderers, sources, strict=True):
-        at = ("at", "@x{%F %H:%M}") if chart.x_kind == "time" else ("", "@x")
-        name = [("", trace.name)] if trace.name else []
-        p.add_tools(
-            HoverTool(
-                renderers=[renderer],
-                tooltips=[*name, at, ("value", f"@{column}{{0,0.[00]}}")],
-                formatters={"@x": "datetime"} if chart.x_kind == "time" else {},
-                mode="mouse" if chart.bars else "vline",
-            )
+    at = ("at", "@x{%F %H:%M}") if chart.x_kind == "time" else ("", "@x")
+    p.add_tools(
+        HoverTool(
+            renderers=list(renderers),
+            tooltips=[("", "$name"), at, ("value", "@$name{0,0.[00]}")],
+            formatters={"@x": "datetime"} if chart.x_kind == "time" else {},
+            mode="hline" if chart.horizontal else "vline",
         )
+    )
     return list(renderers)
 
 
@@ -254,17 +270,17 @@ def _glyph(
     chart: Chart,
     trace: Trace,
     source: ColumnDataSource,
-    column: str,
+    name: str,
     colour: str,
     categories: list[str] | None,
 ) -> Any:
+    style = {"source": source, "color": colour, "name": name}
     if not chart.bars:
         dash = "dashed" if trace.dash else "solid"
-        return p.line("x", column, source=source, color=colour, line_width=1.6, line_dash=dash)
+        return p.line("x", name, line_width=1.6, line_dash=dash, **style)
     if chart.horizontal:
-        return p.hbar(y="x", right=column, height=0.8, source=source, color=colour)
-    width = _bar_width(trace.x, categories)
-    return p.vbar(x="x", top=column, width=width, source=source, color=colour)
+        return p.hbar(y="x", right=name, height=0.8, **style)
+    return p.vbar(x="x", top=name, width=_bar_width(trace.x, categories), **style)
 
 
 def _xs(xs: Sequence[float | str], chart: Chart) -> Any:
@@ -293,7 +309,7 @@ def _mark_runs(p: Any, chart: Chart) -> None:
                 left=left, right=right, fill_color=colour, fill_alpha=0.07, level="underlay"
             )
         )
-        if len(chart.runs) <= MAX_RUN_LABELS:
+        if chart.size == "wide" and len(chart.runs) <= MAX_RUN_LABELS:
             code = "running or killed" if run.exit_code is None else f"exit {run.exit_code}"
             code += " · paused" if run.exit_code == 3 else ""
             p.add_layout(
