@@ -138,6 +138,16 @@ def test_faults_retries_commit_latency_and_parking() -> None:
     assert tl.parked == {"a": [0.0, 0.5], "b": [0.0, 0.0]}
 
 
+def test_statuses_read_back_from_json_count_the_same() -> None:
+    rows = [sample(10, requests={200: 30, 429: 10}), sample(20, requests={200: 60, 429: 10})]
+    as_json = [
+        Sample(s.at, s.run, requests={str(k): v for k, v in s.requests.items()}) for s in rows
+    ]  # type: ignore[misc]
+    run = [Run(1, T0)]
+    assert timeline(as_json, run).status_rps == timeline(rows, run).status_rps
+    assert timeline(rows, run).status_rps == {"2xx": [3.0, 3.0], "429": [1.0, 0.0]}
+
+
 def test_a_row_stored_twice_changes_nothing() -> None:
     rows = [sample(10, used={"a": 50}), sample(20, used={"a": 150})]
     once = timeline(rows, [Run(1, T0)])

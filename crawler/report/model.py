@@ -23,7 +23,7 @@ class Run:
     never wrote its end). Exit 3 is a pause: every account was banned for too long.
     """
 
-    id: int
+    id: int  # unique in the crawl, across workers
     started: float  # epoch seconds
     ended: float | None = None
     exit_code: int | None = None
@@ -38,7 +38,9 @@ class Sample:
     used, commits) count from the start of their run, so a store may drop any row to
     downsample and the rates between the rows left stay exact. ``written`` and ``pending``
     are the store's totals for the whole crawl (the same for every worker); ``budget`` and
-    ``parked_until`` are the worker's rate limiter's current beliefs.
+    ``parked_until`` are the worker's rate limiter's current beliefs (a ``parked_until`` in
+    the past means running). Take one more sample at exit: what a run did after its last
+    sample is not seen. HTTP statuses read back from JSON as strings are taken as they are.
     """
 
     at: float  # epoch seconds

@@ -170,7 +170,6 @@ def synthetic_crawl(
     days: float = 0.1,
     every_s: float = 5.0,
     accounts: int = 2,
-    workers: int = 1,
     mode: ApiMode = "extended",
     seed: int = 1,
     start: float = 1_772_323_200.0,  # 2026-03-01 00:00 UTC
@@ -183,113 +182,94 @@ def synthetic_crawl(
     are a twentieth of the span each. A development-mode crawl writes no audio features and
     has no related-artists or audio-features tasks.
     """
-    rng = random.Random(seed)
-    span = days * 86400
-    names = [f"account-{chr(ord('a') + i)}" for i in range(accounts)]
-    hidden = {name: rng.uniform(4.0, 8.0) / workers for name in names}
-    worker_ids: list[str | None] = [None] if workers == 1 else [f"w{i}" for i in range(workers)]
+    crawl = _Crawl(random.Random(seed), start, days * 86400, every_s, mode)
+    hidden = {f"account-{chr(ord('a') + i)}": crawl.rng.uniform(4.0, 8.0) for i in range(accounts)}
     plan = [(0.0, 0.3, 3), (0.35, 0.55, None), (0.6, 0.8, 1), (0.85, 1.0, 0)]
     samples: list[Sample] = []
     runs: list[Run] = []
-    unavailable = {"audio_features", "features", "related"} if mode == "development" else set()
-    written = {k: 0.0 for k in STREAMS_PER_REQUEST if k not in unavailable}
-    pending = {k: 0.0 for k in OPS if k not in unavailable}
-    run_id = 0
-    for begin, finish, code in plan:
-        for worker in worker_ids:
-            run_id += 1
-            t0, t1 = start + begin * span, start + finish * span
-            runs.append(Run(run_id, t0, t1 if code is not None else None, code, worker))
-            samples += _run_samples(
-                rng,
-                run_id,
-                worker,
-                (t0, t1),
-                every_s,
-                hidden,
-                code == 3,
-                written,
-                pending,
-                (start, span),
-            )
+    for run_id, (begin, finish, code) in enumerate(plan, 1):
+        t0, t1 = start + begin * crawl.span, start + finish * crawl.span
+        runs.append(Run(run_id, t0, t1 if code is not None else None, code))
+        samples += crawl.run(run_id, t0, t1, hidden, banned_at_end=code == 3)
     return samples, runs
 
 
-def _run_samples(
-    rng: random.Random,
-    run: int,
-    worker: str | None,
-    bounds: tuple[float, float],
-    every_s: float,
-    hidden: dict[str, float],
-    banned_at_end: bool,
-    written: dict[str, float],
-    pending: dict[str, float],
-    crawl: tuple[float, float],
-) -> list[Sample]:
-    """One run's samples; ``written`` and ``pending`` are the crawl's, carried across runs."""
-    t0, t1 = bounds
-    budget = dict.fromkeys(hidden, 1.0)
-    used = dict.fromkeys(hidden, 0)
-    limited: dict[str, dict[str, int]] = {}
-    statuses = {200: 0, 404: 0, 429: 0, 500: 0, 503: 0}
-    faults = {"timeout": 0, "reset": 0, "truncated": 0}
-    retries = commits = 0
-    commit_s = 0.0
-    parked: dict[str, float] = {}
-    out = []
-    t = t0 + every_s
-    while t <= t1:
-        ban = banned_at_end and t > t1 - 3 * every_s
-        for name, limit in hidden.items():
-            if parked.get(name, 0.0) > t:
-                continue
-            sent = round(min(budget[name], limit * 1.1) * every_s * rng.uniform(0.85, 1.0))
-            used[name] += sent
-            refused = 0
-            if ban or budget[name] > limit or rng.random() < 0.002:
-                refused = rng.randint(1, 3)
-                reason = "ban" if ban else rng.choice(("window", "window", "window", "quota"))
-                reasons = limited.setdefault(name, {})
-                reasons[reason] = reasons.get(reason, 0) + refused
-                budget[name] = max(1.0, min(budget[name], limit) * 0.9)
-                parked[name] = t + (6 * 3600 if ban else rng.uniform(2, 30))
-            else:
-                budget[name] *= 1.02 if budget[name] < 0.8 * limit else 1.002
-            ok = sent - refused
-            statuses[429] += refused
-            statuses[200] += ok
-            for stream in written:
-                written[stream] += ok * STREAMS_PER_REQUEST[stream] * rng.uniform(0.6, 1.4)
-        if rng.random() < 0.02 * every_s / 5:
-            kind = rng.choice(list(faults))
-            faults[kind] += 1
-            statuses[503 if kind == "truncated" else 500] += 1
-            retries += 1
-        statuses[404] += rng.random() < 0.05
-        commits += int(every_s * 2)
-        commit_s += every_s * 2 * rng.uniform(0.008, 0.02)
-        done = min(1.0, (t - crawl[0]) / crawl[1])
-        for i, op in enumerate(pending):
-            target = 9000 * done**0.3 * (1 - done) ** (1 + i / 3) * (1 + 0.2 * rng.random())
-            pending[op] += (target - pending[op]) * 0.05
-        out.append(
-            Sample(
-                at=t,
-                run=run,
-                worker=worker,
-                requests=dict(statuses),
-                rate_limited={n: dict(r) for n, r in limited.items()},
-                faults=dict(faults),
-                retries=retries,
-                written={k: round(v) for k, v in written.items()},
-                pending={k: round(v) for k, v in pending.items()},
-                commits=commits,
-                commit_s=commit_s,
-                budget=dict(budget),
-                used=dict(used),
-                parked_until=dict(parked),
+class _Crawl:
+    """What carries over from run to run: the store's totals and the random stream."""
+
+    def __init__(
+        self, rng: random.Random, start: float, span: float, every_s: float, mode: ApiMode
+    ) -> None:
+        self.rng, self.start, self.span, self.every_s = rng, start, span, every_s
+        unavailable = {"audio_features", "features", "related"} if mode == "development" else ()
+        self.written = {k: 0.0 for k in STREAMS_PER_REQUEST if k not in unavailable}
+        self.pending = {k: 0.0 for k in OPS if k not in unavailable}
+
+    def run(
+        self, run: int, t0: float, t1: float, hidden: dict[str, float], banned_at_end: bool
+    ) -> list[Sample]:
+        """One run's samples: its own counters start from zero, the store's totals go on."""
+        rng, every_s = self.rng, self.every_s
+        budget = dict.fromkeys(hidden, 1.0)
+        used = dict.fromkeys(hidden, 0)
+        limited: dict[str, dict[str, int]] = {}
+        statuses = {200: 0, 404: 0, 429: 0, 500: 0, 503: 0}
+        faults = {"timeout": 0, "reset": 0, "truncated": 0}
+        retries = commits = 0
+        commit_s = 0.0
+        parked: dict[str, float] = {}
+        out = []
+        t = t0 + every_s
+        while t <= t1:
+            ban = banned_at_end and t > t1 - 3 * every_s
+            for name, limit in hidden.items():
+                if parked.get(name, 0.0) > t:
+                    continue
+                sent = round(min(budget[name], limit * 1.1) * every_s * rng.uniform(0.85, 1.0))
+                used[name] += sent
+                refused = 0
+                if ban or budget[name] > limit or rng.random() < 0.002:
+                    refused = rng.randint(1, 3)
+                    reason = "ban" if ban else rng.choice(("window", "window", "window", "quota"))
+                    reasons = limited.setdefault(name, {})
+                    reasons[reason] = reasons.get(reason, 0) + refused
+                    budget[name] = max(1.0, min(budget[name], limit) * 0.9)
+                    parked[name] = t + (6 * 3600 if ban else rng.uniform(2, 30))
+                else:
+                    budget[name] *= 1.02 if budget[name] < 0.8 * limit else 1.002
+                statuses[429] += refused
+                statuses[200] += sent - refused
+                for stream in self.written:
+                    per = STREAMS_PER_REQUEST[stream] * rng.uniform(0.6, 1.4)
+                    self.written[stream] += (sent - refused) * per
+            if rng.random() < 0.02 * every_s / 5:
+                kind = rng.choice(list(faults))
+                faults[kind] += 1
+                statuses[503 if kind == "truncated" else 500] += 1
+                retries += 1
+            statuses[404] += rng.random() < 0.05
+            commits += int(every_s * 2)
+            commit_s += every_s * 2 * rng.uniform(0.008, 0.02)
+            done = min(1.0, (t - self.start) / self.span)
+            for i, op in enumerate(self.pending):
+                target = 9000 * done**0.3 * (1 - done) ** (1 + i / 3) * (1 + 0.2 * rng.random())
+                self.pending[op] += (target - self.pending[op]) * 0.05
+            out.append(
+                Sample(
+                    at=t,
+                    run=run,
+                    requests=dict(statuses),
+                    rate_limited={n: dict(r) for n, r in limited.items()},
+                    faults=dict(faults),
+                    retries=retries,
+                    written={k: round(v) for k, v in self.written.items()},
+                    pending={k: round(v) for k, v in self.pending.items()},
+                    commits=commits,
+                    commit_s=commit_s,
+                    budget=dict(budget),
+                    used=dict(used),
+                    parked_until=dict(parked),
+                )
             )
-        )
-        t += every_s
-    return out
+            t += every_s
+        return out

@@ -23,9 +23,13 @@ MAX_BUCKETS = 600
 Series = dict[str, list[float | None]]
 
 
-def status_class(status: int) -> str:
-    """429 apart from the other 4xx: it is the rate limiter's signal, not a client error."""
-    return "429" if status == 429 else f"{status // 100}xx"
+def status_class(status: int | str) -> str:
+    """429 apart from the other 4xx: it is the rate limiter's signal, not a client error.
+
+    A status read back from JSON is a string; it means the same.
+    """
+    code = int(status)
+    return "429" if code == 429 else f"{code // 100}xx"
 
 
 @dataclass
