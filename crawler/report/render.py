@@ -1,24 +1,27 @@
 """Draws the chart specs with Bokeh into one self-contained HTML file.
 
-Why Bokeh (measured by scripts/bench_report.py --compare on a 1M-track dataset and a week
-of samples every 5 s: the same 26 charts, 600 points per time series, numbers sent as
-typed arrays in every library; two builds each on a shared 2-core VM, cold then warm):
+Why Bokeh: ``scripts/bench_report.py --compare`` draws the same 26 charts (a 1M-track
+dataset, a week of samples every 5 s cut to 600 points a series, numbers as typed arrays in
+every library) with each candidate. Figures of one run on the shared 2-core VM (load ~7, so
+wall time is 2-4x CPU time; two builds each for the others, one with its import):
 
-=====================  =========  ==================  =====================================
-library                file       build (cold, warm)  on a laptop screen
-=====================  =========  ==================  =====================================
-plotly 6 (inline JS)   5.13 MB    6.1 s, 0.7 s        hover, zoom; plotly.js alone is
-                                                      4.82 MB, so the 5 MB budget leaves
-                                                      ~180 kB for every chart's data
-bokeh 3 (INLINE)       1.55 MB    10.5 s, 5.9 s       hover, zoom along time, legends
-                                                      that hide a series; 1.27 MB of JS
-matplotlib (PNG)       1.51 MB    11.4 s, 6.5 s       static pictures: no values on hover,
-matplotlib (SVG)       1.02 MB    8.1 s, 8.0–11 s     no zoom into a week-long crawl
-=====================  =========  ==================  =====================================
+=====================  ==========  ====================  ===================================
+library                file        build: wall (CPU)     on a laptop screen
+=====================  ==========  ====================  ===================================
+plotly 7.1, plotly.js  5.14 MB     0.5-1.2 s (0.2-0.3)   hover, zoom; but plotly.js alone is
+4.1 inline             over budget                       4.82 MB: 180 kB left for all data
+bokeh 3.9, INLINE      1.58 MB     4.7-7.6 s (1.8-2.4)   hover, zoom along time, legends
+                                                         that hide a series; 1.27 MB of JS
+matplotlib 3.11, PNG   1.21 MB     14-19 s (4.0-4.8)     static pictures: no values on
+matplotlib 3.11, SVG   1.06 MB     12-14 s (4.6-4.9)     hover, no zoom into a long crawl
+=====================  ==========  ====================  ===================================
 
-Plotly misses the size budget before any data is added; matplotlib fits but a crawl that
-ran for days is read by zooming into the hour where the 429s started and by hovering for a
-value, which only a JavaScript library gives. Bokeh is the one that does both in budget.
+Plotly misses the size budget before any data is added. Matplotlib fits and looks as good
+in a screenshot, but a crawl that ran for days is read by zooming into the hour where the
+429s began and hovering for a value, which only a JavaScript library gives; it is also the
+slowest. Bokeh does both within budget. Its one trap, avoided here: adding the 26 roots one
+by one recomputes the whole model graph each time; freezing the graph while they are added
+makes that one pass, and took this build from ~16 s to ~5 s (wall, measured minutes apart).
 """
 
 from __future__ import annotations
@@ -275,6 +278,8 @@ def _glyph(
     categories: list[str] | None,
 ) -> Any:
     style = {"source": source, "color": colour, "name": name}
+    if chart.log_xy:  # a degree distribution: points, since most degrees have no artist
+        return p.scatter("x", name, size=4, **style)
     if not chart.bars:
         dash = "dashed" if trace.dash else "solid"
         return p.line("x", name, line_width=1.6, line_dash=dash, **style)
