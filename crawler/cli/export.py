@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
-import sqlite3
 import sys
+import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from crawler.api.capabilities import Capabilities
-from crawler.cli.crawl import _one_line_errors, _setup_logging, fingerprint
+from crawler.cli.common import one_line_errors, run_async
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError
-from crawler.core.kinds import STREAMS, stream_file
-from crawler.export import FORMATS, ExportSource, Format, committed_length, export
+from crawler.core.kinds import Op
+from crawler.core.logs import setup_logging
+from crawler.export import FORMATS, ExportSource, Format, export
+from crawler.store import crawl_fingerprint, open_store_readonly
 
 log = logging.getLogger("crawler.export")
 
 # Edges an app can be refused (development mode): the card names those that were.
 OPTIONAL_EDGES = ("related_artists", "audio_features")
+# The tables with a fetched_at column, and the ops that fetch their entities.
+FETCHED = {"artists": Op.ARTIST, "albums": Op.ALBUM, "tracks": Op.TRACK, "playlists": Op.PLAYLIST}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,16 +56,19 @@ def default_target(config: Config, fmt: Format) -> Path:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
 
     def run() -> int:
-        config = load_config(args.config, need_credentials=False)
+        config = load_config(args.config, credentials=False)
         to = args.to if args.to is not None else default_target(config, args.format)
-        try:
-            result = export(out_dir_source(config), args.format, to, force=args.force)
-        except KeyboardInterrupt:
-            print(f"interrupted: {to} was left as it was", file=sys.stderr)
-            return 130
+        to.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".export-source-", dir=to.parent) as scratch:
+            source = run_async(store_source(config, Path(scratch)))
+            try:
+                result = export(source, args.format, to, force=args.force)
+            except KeyboardInterrupt:
+                print(f"interrupted: {to} was left as it was", file=sys.stderr)
+                return 130
         print(
             f"exported {sum(result.rows.values()):,} rows in {len(result.rows)} "
             f"{'streams' if result.format == 'jsonl' else 'tables'} to {result.target} "
@@ -71,16 +76,16 @@ def export_command(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _one_line_errors(run)
+    return one_line_errors(run)
 
 
 def dataset_card(config: Config, capabilities: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What dataset.json says about the crawl: the store's source passes this on."""
-    crawl = fingerprint(config)
+    """What dataset.json says about the crawl."""
+    crawl = crawl_fingerprint(config)
     caps = Capabilities.from_dict(dict(capabilities)) if capabilities else None
     return {
         "fingerprint": hashlib.sha256(orjson.dumps(crawl, option=orjson.OPT_SORT_KEYS)).hexdigest(),
-        "seeds": orjson.loads(orjson.dumps(asdict(config.seeds))),
+        "seeds": crawl["seeds"],
         "expand": crawl["expand"],
         "api_mode": config.api.mode,
         "capabilities": caps.to_dict() if caps else None,
@@ -90,33 +95,29 @@ def dataset_card(config: Config, capabilities: Mapping[str, Any] | None) -> dict
     }
 
 
-def out_dir_source(config: Config) -> ExportSource:
-    """INTERIM — the lead replaces this with the store's ``store.export_source()``.
-
-    Built from ``out_dir``'s JSON-lines files: each stream's committed length comes from the
-    checkpoint's ``output`` table (a read-only look, so a running crawl is not disturbed), or
-    where the checkpoint has none from the file's last newline; ``fetched_at`` is empty (the
-    columns are null) because today's checkpoint does not record commit times.
-    """
-    out = config.crawl.out_dir
-    jsonl = {s: out / stream_file(s) for s in STREAMS if (out / stream_file(s)).exists()}
-    if not jsonl:
-        raise ConfigError(f"{out}: no crawl output to export; run `spotify-crawler crawl` first")
-    lengths, capabilities = _checkpoint_facts(config.crawl.checkpoint_path)
-    lengths = {s: lengths.get(stream_file(s), committed_length(p)) for s, p in jsonl.items()}
-    return ExportSource(jsonl, {}, dataset_card(config, capabilities), lengths)
-
-
-def _checkpoint_facts(path: Path) -> tuple[dict[str, int], dict[str, Any] | None]:
-    """INTERIM: committed file lengths and learned capabilities, from today's checkpoint."""
-    if not path.exists():
-        return {}, None
+async def store_source(config: Config, scratch: Path) -> ExportSource:
+    """What the crawl's store has committed (read without disturbing a running crawl): the
+    streams' files and committed lengths, and the commit times of the fetched entities,
+    written to ``scratch`` as TSV so that millions of them never sit in memory."""
+    if not config.crawl.checkpoint_path.exists():
+        raise ConfigError(
+            f"{config.crawl.checkpoint_path}: no crawl to export; run `spotify-crawler crawl` first"
+        )
+    store = await open_store_readonly(config)
     try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as db:
-            lengths = dict(db.execute("SELECT name, length FROM output").fetchall())
-            row = db.execute("SELECT value FROM meta WHERE key = 'capabilities'").fetchone()
-    except sqlite3.Error as exc:
-        raise ConfigError(f"{path}: cannot read the checkpoint: {exc}") from None
-    return lengths, orjson.loads(row[0]) if row else None
+        files = await store.stream_files(scratch)
+        fetched: dict[str, Path] = {}
+        for stream, op in FETCHED.items():
+            path = fetched[stream] = scratch / f"fetched_{stream}.tsv"
+            with path.open("w") as f:
+                async for chunk in store.fetched_at(op):
+                    f.writelines(f"{key}\t{at!r}\n" for key, at in chunk)
+        card = dataset_card(config, store.meta.get("capabilities"))
+    finally:
+        await store.close()
+    return ExportSource(
+        jsonl={stream: path for stream, (path, _) in files.items()},
+        fetched_at=fetched,
+        dataset=card,
+        lengths={stream: length for stream, (_, length) in files.items()},
+    )

@@ -10,7 +10,7 @@ from crawler.export.convert import (
     dataset_json_path,
     export,
 )
-from crawler.export.source import ExportError, ExportSource, committed_length
+from crawler.export.source import ExportError, ExportSource
 from crawler.export.tables import TABLE_NAMES, TABLES
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "ExportResult",
     "ExportSource",
     "Format",
-    "committed_length",
     "dataset_json_path",
     "export",
 ]

@@ -97,7 +97,7 @@ def export(source: ExportSource, fmt: Format, to: Path, *, force: bool = False) 
         staged = work / to.name
         if duckdb is None:
             rows = _write_jsonl(source, staged)
-            span = _span(at for pairs in source.fetched_at.values() for _, at in pairs)
+            span = _span(source.times())
         else:
             try:
                 rows, span = _write_with_duckdb(duckdb, source, fmt, staged, work)
@@ -151,8 +151,8 @@ def _fetched_file(source: ExportSource, stream: str, work: Path) -> Path | None:
     """The stream's commit times as a TSV for DuckDB to load: formatting 2M pairs this way
     costs a quarter of what the csv module does. IDs are Spotify's base-62: no tab, no quote."""
     pairs = source.fetched_at.get(stream)
-    if pairs is None:
-        return None
+    if pairs is None or isinstance(pairs, Path):
+        return pairs
     path = work / f"fetched_{stream}.tsv"
     with path.open("w") as f:
         f.writelines(f"{spotify_id}\t{at!r}\n" for spotify_id, at in pairs)

@@ -8,7 +8,7 @@ format copies just the committed bytes; the table formats read a copy of them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,15 +28,25 @@ class ExportSource:
     """``jsonl``: stream → its JSON-lines file (a stream without a file exports as empty tables).
     ``lengths``: stream → its committed byte length, where the file may hold more (a crawl
     appending to it, or the uncommitted tail an interrupted crawl left); absent = the whole file.
-    ``fetched_at``: entity stream → (id, commit time in epoch seconds), read once.
+    ``fetched_at``: entity stream → (id, commit time in epoch seconds), read once, or a TSV
+    file of such pairs (what the store writes, so that millions of them are never in memory).
     ``dataset``: what the crawl's card says about it (fingerprint, seeds, API mode,
     capabilities …), copied into ``dataset.json``.
     """
 
     jsonl: Mapping[str, Path]
-    fetched_at: Mapping[str, Iterable[tuple[str, float]]] = field(default_factory=dict)
+    fetched_at: Mapping[str, Iterable[tuple[str, float]] | Path] = field(default_factory=dict)
     dataset: Mapping[str, Any] = field(default_factory=dict)
     lengths: Mapping[str, int] = field(default_factory=dict)
+
+    def times(self) -> Iterator[float]:
+        """Every commit time the source holds (for the span of a jsonl export)."""
+        for pairs in self.fetched_at.values():
+            if isinstance(pairs, Path):
+                with pairs.open() as f:
+                    yield from (float(line.rpartition("\t")[2]) for line in f)
+            else:
+                yield from (at for _, at in pairs)
 
     def size(self, stream: str) -> int:
         """Bytes of the stream to export: 0 when its file is absent."""
@@ -82,20 +92,3 @@ class ExportSource:
         with copy.open("wb") as dst:
             self.copy(stream, dst)
         return copy
-
-
-def committed_length(path: Path) -> int:
-    """The length of a JSON-lines file up to its last newline: a torn last line (a crawl killed
-    mid-write) is never a record."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        end = size
-        while end > 0:
-            start = max(0, end - COPY_CHUNK)
-            f.seek(start)
-            block = f.read(end - start)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                return start + newline + 1
-            end = start
-    return 0

@@ -116,10 +116,10 @@ class Store(Protocol):
         """(op, key, reason) of failed tasks, oldest first."""
         ...
 
-    async def committed_file(self, stream: str, scratch: Path) -> Path:
-        """A JSON-lines file holding exactly the committed records of ``stream``, in commit
-        order (made in ``scratch`` if the backend keeps them elsewhere or the file has an
-        uncommitted tail): what ``export`` and the tests read."""
+    async def stream_files(self, scratch: Path) -> dict[str, tuple[Path, int]]:
+        """Per stream with records: a JSON-lines file and how many of its bytes are committed
+        (a running crawl's file may hold more), in commit order. A backend that keeps its
+        records elsewhere writes the files in ``scratch``. What ``export`` reads."""
         ...
 
     def fetched_at(self, op: Op) -> AsyncIterator[list[tuple[str, float]]]:

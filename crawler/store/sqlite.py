@@ -408,21 +408,11 @@ class SqliteStore:
             rows = await cursor.fetchall()
         return [(Op(op), key, reason) for op, key, reason in rows]
 
-    async def committed_file(self, stream: str, scratch: Path) -> Path:
-        path = self.out_dir / stream_file(stream)
-        length = self._committed.get(stream, Committed(0, 0)).length
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = -1
-        if size == length:
-            return path
-        # A tail past the committed length (a running or killed crawl): copy the prefix,
-        # which never changes once committed.
-        scratch.mkdir(parents=True, exist_ok=True)
-        copy = scratch / stream_file(stream)
-        await asyncio.to_thread(_copy_prefix, path, copy, length)
-        return copy
+    async def stream_files(self, scratch: Path) -> dict[str, tuple[Path, int]]:
+        return {
+            stream: (self.out_dir / stream_file(stream), committed.length)
+            for stream, committed in self._committed.items()
+        }
 
     async def fetched_at(self, op: Op) -> AsyncIterator[list[tuple[str, float]]]:
         async with self._db.execute(
@@ -671,19 +661,6 @@ class SqliteStore:
 
 def _stream_paths(out_dir: Path) -> list[Path]:
     return [out_dir / stream_file(s) for s in STREAMS]
-
-
-def _copy_prefix(src: Path, dst: Path, length: int) -> None:
-    with dst.open("wb") as out:
-        if length <= 0:
-            return
-        with src.open("rb") as f:
-            while length > 0:
-                chunk = f.read(min(length, 1 << 20))
-                if not chunk:
-                    raise CheckpointError(f"{src} is shorter than its committed length")
-                out.write(chunk)
-                length -= len(chunk)
 
 
 def _count_lines(path: Path, length: int) -> int:
