@@ -17,6 +17,7 @@ import pytest
 from crawler.core.errors import CheckpointError
 from crawler.core.kinds import EDGE_STREAMS, STREAMS, Op, State
 from crawler.core.tasks import Outcome, Task
+from crawler.core.timeseries import Sample
 from crawler.store.base import Store, pending
 from crawler.store.lock import CheckpointLocked
 from crawler.store.plan import plan_commit
@@ -318,3 +319,27 @@ async def test_readonly_open_leaves_files_alone(tmp_path: Path) -> None:
     await reader.close()
     await store.close()
     assert path.read_bytes().endswith(b"tail of a running crawl")
+
+
+async def test_samples_are_durable_with_the_commits_and_old_ones_thinned(
+    open_store: OpenStore,
+) -> None:
+    """A day-old stretch of 5 s samples is thinned to one a minute (and each run's first and
+    last sample stay), so a week-long crawl's time series stays small."""
+    store = await open_store()
+    await store.begin_run()
+    (run,) = await store.runs()
+    now = 10 * 86_400.0
+    old = [now - 2 * 86_400 + 5 * i for i in range(240)]  # 20 minutes, two days ago
+    recent = [now - 600 + 5 * i for i in range(120)]  # the last 10 minutes
+    for at in old + recent:
+        store.record_sample(Sample(at=at, run=run.id, retries=int(at)))
+    await commit(store, seeds=[(Op.ARTIST, "a")])
+    await store.end_run(0, "crawl complete")
+    await store.close()
+    store = await open_store()
+    kept = [s.at for s in await store.samples()]
+    assert kept[-len(recent) :] == recent  # recent samples keep their resolution
+    assert kept[: -len(recent)] == [at for at in old if at % 60 == 0]  # one a minute
+    (run,) = await store.runs()
+    assert run.exit_code == 0 and run.ended is not None

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from crawler import __version__
-from crawler.cli import crawl, export, status
+from crawler.cli import crawl, export, report, status
 from crawler.sim import cli as sim_cli
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.register(sub)
     status.register(sub)
     export.register(sub)
+    report.register(sub)
     sim_cli.register(sub)
     return parser
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import orjson
 
 from crawler.api.capabilities import Capabilities
@@ -24,6 +25,8 @@ from crawler.core.logs import setup_logging
 from crawler.core.stats import Stats
 from crawler.crawl.engine import EXIT_FAILED, Engine, RunResult
 from crawler.crawl.progress import ProgressDisplay
+from crawler.obs.metrics import CrawlCollector, MetricsServer
+from crawler.obs.sampler import Sampler, Sources
 from crawler.store import open_store
 from crawler.store.base import Store, failed, pending
 from crawler.store.lock import CheckpointLocked
@@ -58,6 +61,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--fresh", action="store_true", help="delete the checkpoint and outputs, start afresh"
     )
     crawl.add_argument("--progress", choices=("auto", "bar", "log", "off"), default=None)
+    crawl.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (overrides crawl.metrics_port; 0 = off)",
+    )
     crawl.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     crawl.add_argument(
         "--log-format",
@@ -87,6 +97,12 @@ def crawl_command(args: argparse.Namespace) -> int:
 
 async def _crawl(config: Config, args: argparse.Namespace) -> int:
     _tune_gc()
+    if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port: {args.metrics_port} is not a port (0..65535)")
+        config = msgspec.structs.replace(
+            config, crawl=msgspec.structs.replace(config.crawl, metrics_port=args.metrics_port)
+        )
     result = await run_crawl(
         config, sim=args.sim, fresh=args.fresh, progress=args.progress, handle_signals=True
     )
@@ -160,7 +176,7 @@ async def run_crawl(
         result = RunResult(EXIT_FAILED, False, "the crawl stopped unexpectedly")
         engine: Engine | None = None
         try:
-            await store.begin_run()
+            run_id = await store.begin_run()
             learned = store.meta.get("capabilities")
             client = await stack.enter_async_context(
                 SpotifyClient(
@@ -172,7 +188,8 @@ async def run_crawl(
                 )
             )
             engine = Engine(config, client, store, stats)
-            result = await _run_engine(engine, config, progress, handle_signals)
+            sources = Sources(stats, store, client.status, run_id)
+            result = await _run_engine(engine, sources, config, progress, handle_signals)
         except CrawlerError as exc:
             result = RunResult(exc.exit_code, False, str(exc))
         finally:
@@ -184,15 +201,30 @@ async def run_crawl(
 
 
 async def _run_engine(
-    engine: Engine, config: Config, progress: str | None, handle_signals: bool
+    engine: Engine, sources: Sources, config: Config, progress: str | None, handle_signals: bool
 ) -> RunResult:
     if handle_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.interrupt)
-    # Leaving the block draws the final counts: the run's last commit is behind it.
-    async with ProgressDisplay(progress or config.crawl.progress, engine.snapshot):
-        return await engine.run()
+    async with contextlib.AsyncExitStack() as stack:
+        if config.crawl.metrics_port:
+            collector = CrawlCollector(sources, lambda: engine.last_progress)
+            await stack.enter_async_context(
+                MetricsServer(
+                    collector, config.crawl.metrics_host, config.crawl.metrics_port, config.path
+                )
+            )
+        sampler = asyncio.create_task(Sampler(sources).run())
+        try:
+            # Leaving the block draws the final counts: the run's last commit is behind it.
+            async with ProgressDisplay(progress or config.crawl.progress, engine.snapshot):
+                result = await engine.run()
+        finally:
+            sampler.cancel()  # it records one last sample, which the run's end makes durable
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+    return result
 
 
 def _write_stats(

@@ -16,11 +16,19 @@ class Stats:
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
     retries: int = 0
     rate_limited: int = 0
+    rate_limited_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # account, reason
+    faults: Counter[str] = field(default_factory=Counter)  # timeout, reset, truncated, 5xx …
+    sent: Counter[str] = field(default_factory=Counter)  # requests sent per account
 
     def record_response(self, endpoint: str, status: int) -> None:
         self.requests[(endpoint, status)] += 1
         if status == 429:
             self.rate_limited += 1
+
+    def record_429(self, account: str, reason: str) -> None:
+        """``reason``: ``window`` (Retry-After), ``bare`` (no header), ``quota``
+        (QUOTA_EXCEEDED)."""
+        self.rate_limited_by[(account, reason)] += 1
 
     @property
     def total_requests(self) -> int:

@@ -99,6 +99,7 @@ class Engine:
             out_dir=config.crawl.out_dir,
         )
         self.started = time.monotonic()
+        self.last_progress = time.time()  # when a commit last settled units (for metrics)
         self.commit_wait_s = 0.0  # dispatcher idle while new work waited for a commit
 
     # ------------------------------------------------------------------ public
@@ -338,6 +339,8 @@ class Engine:
         self._wake.set()
 
     def _settled(self, ops: list[Op]) -> None:
+        if ops:
+            self.last_progress = time.time()
         self._unsettled.subtract(ops)
         self._unsettled_total -= len(ops)
         self._wake.set()

@@ -9,6 +9,7 @@ from crawler.export.convert import (
     Format,
     dataset_json_path,
     export,
+    table_views,
 )
 from crawler.export.source import ExportError, ExportSource
 from crawler.export.tables import TABLE_NAMES, TABLES
@@ -25,4 +26,5 @@ __all__ = [
     "Format",
     "dataset_json_path",
     "export",
+    "table_views",
 ]

@@ -11,13 +11,14 @@ it would download.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -191,29 +192,8 @@ def _write_jsonl(source: ExportSource, staged: Path) -> dict[str, int]:
 def _write_with_duckdb(
     duckdb: Any, source: ExportSource, fmt: Format, staged: Path, work: Path
 ) -> tuple[dict[str, int], tuple[str | None, str | None]]:
-    spill = work / "spill"
-    spill.mkdir()
-    config = {
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "allow_community_extensions": False,
-        "memory_limit": MEMORY_LIMIT,
-        "temp_directory": str(spill),
-        "preserve_insertion_order": True,
-    }
-    con = duckdb.connect(str(staged) if fmt == "duckdb" else ":memory:", config=config)
-    try:
-        con.execute("SET TimeZone = 'UTC'")  # fetched_at and added_at are UTC, rendered as such
-        for stream in STREAMS:
-            _stage(duckdb, con, source, stream, work)
-        for stream in FETCHED_STREAMS:
-            _load_fetched(con, stream, _fetched_file(source, stream, work))
-        low, high = con.execute(
-            "SELECT min(epoch), max(epoch) FROM ("
-            + " UNION ALL ".join(f"SELECT epoch FROM fetched_{s}" for s in FETCHED_STREAMS)
-            + ")"
-        ).fetchone()
-        span = (None, None) if low is None else (_iso(low), _iso(high))
+    with _staged(duckdb, source, work, str(staged) if fmt == "duckdb" else ":memory:") as con:
+        span = _fetched_span(con)
         if fmt not in SINGLE_FILE:
             staged.mkdir()
         write = _WRITERS[fmt]
@@ -225,8 +205,53 @@ def _write_with_duckdb(
         if fmt == "duckdb":
             con.execute("CHECKPOINT")
         return rows, span
+
+
+@contextlib.contextmanager
+def table_views(source: ExportSource, work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The export's tables as views over the staged streams, in an in-memory DuckDB: what
+    the report aggregates, without writing an export first."""
+    duckdb = import_duckdb()
+    with _staged(duckdb, source, work, ":memory:") as con:
+        for table in TABLES:
+            con.execute(f"CREATE VIEW {table.name} AS {table.select()}")
+        yield con
+
+
+@contextlib.contextmanager
+def _staged(
+    duckdb: Any, source: ExportSource, work: Path, database: str
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with every stream staged and the commit times loaded."""
+    spill = work / "spill"
+    spill.mkdir(exist_ok=True)
+    config = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "memory_limit": MEMORY_LIMIT,
+        "temp_directory": str(spill),
+        "preserve_insertion_order": True,
+    }
+    con = duckdb.connect(database, config=config)
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # fetched_at and added_at are UTC, rendered as such
+        for stream in STREAMS:
+            _stage(duckdb, con, source, stream, work)
+        for stream in FETCHED_STREAMS:
+            _load_fetched(con, stream, _fetched_file(source, stream, work))
+        yield con
     finally:
         con.close()
+
+
+def _fetched_span(con: duckdb.DuckDBPyConnection) -> tuple[str | None, str | None]:
+    low, high = con.execute(
+        "SELECT min(epoch), max(epoch) FROM ("
+        + " UNION ALL ".join(f"SELECT epoch FROM fetched_{s}" for s in FETCHED_STREAMS)
+        + ")"
+    ).fetchone()
+    return (None, None) if low is None else (_iso(low), _iso(high))
 
 
 def _stage(

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from crawler.core.kinds import Op, State
 from crawler.core.tasks import Line, Task
+from crawler.core.timeseries import Run, Sample
 
 
 @dataclass
@@ -96,13 +97,25 @@ class Store(Protocol):
         """
         ...
 
-    async def begin_run(self) -> None:
-        """Record that a run started: ``status`` and the report tell runs apart by it."""
+    async def begin_run(self) -> int:
+        """Record that a run started, and return its id: ``status`` and the report tell runs
+        apart by it."""
         ...
 
     async def end_run(self, exit_code: int, message: str) -> None:
         """Record the run's verdict, so ``status`` agrees with how the last run ended."""
         ...
+
+    def record_sample(self, sample: Sample) -> None:
+        """Keep a sample of the time series: durable with the next commit or the run's end
+        (so sampling never opens a transaction of its own)."""
+        ...
+
+    async def samples(self) -> list[Sample]:
+        """The time series, oldest first (thinned where old: see the backend)."""
+        ...
+
+    async def runs(self) -> list[Run]: ...
 
     async def reset_failed(self) -> int:
         """Failed tasks of earlier runs become pending again; returns how many."""

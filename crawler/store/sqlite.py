@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import msgspec
 import orjson
 
 from crawler.core.errors import CheckpointError, CrawlerError, cannot_write
 from crawler.core.kinds import EDGE_STREAMS, STREAMS, Op, State, stream_file
 from crawler.core.tasks import Task
+from crawler.core.timeseries import Run, Sample
 from crawler.store.base import CommitGroup, StoreCost
 from crawler.store.lock import CheckpointLock
 from crawler.store.outputs import Committed, Outputs
@@ -46,6 +48,11 @@ from crawler.store.plan import changed_keys, within_budget
 SCHEMA_VERSION = 3
 WAL_CHECKPOINT_BYTES = 64 * 2**20
 MERGE_EVERY = 200_000  # new keys kept in memory before they are merged into ``seen``
+# The time series stays bounded for week-long crawls: samples older than a day are thinned to
+# one a minute, older than a week to one every ten (each run's first and last are kept).
+# Samples hold counters, so the rates between the rows that remain stay exact.
+THIN_AFTER = ((86_400.0, 60.0), (7 * 86_400.0, 600.0))
+THIN_EVERY = 200  # samples written between two thinnings
 _OPS = {int(op): op for op in Op}
 _by_seq = operator.itemgetter(0)
 
@@ -96,6 +103,13 @@ CREATE TABLE IF NOT EXISTS run(
     exit_code INTEGER,
     message TEXT
 );
+-- The crawl's time series (core/timeseries.py): one JSON row every few seconds of a run.
+CREATE TABLE IF NOT EXISTS sample(
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    run INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
 """
 
 
@@ -130,6 +144,19 @@ _CLAIM_TRACK_ROWS = (
 )
 
 
+# Keep, of the samples older than an age, the first in each bucket of a width, and each
+# run's first and last.
+_THIN = """
+DELETE FROM sample WHERE at < ?1 AND id NOT IN (
+    SELECT min(id) FROM sample WHERE at < ?3 GROUP BY run, CAST(at / ?2 AS INTEGER)
+    UNION SELECT min(id) FROM sample GROUP BY run
+    UNION SELECT max(id) FROM sample GROUP BY run
+)
+"""
+
+_decode_sample = msgspec.json.Decoder(Sample).decode
+
+
 def _row(op: Op) -> tuple[Op, str]:
     """Where a task's state lives: its own row, or (audio features) its track's row."""
     return (Op.TRACK, "features") if op is Op.FEATURES else (op, "state")
@@ -160,6 +187,8 @@ class SqliteStore:
         self._cursor: dict[Op, int] = {}
         self._spilled: dict[Op, bool] = {}
         self._run_id: int | None = None
+        self._samples: list[Sample] = []  # durable with the next commit, or the run's end
+        self._samples_written = 0
         self._commits = 0
         self._commit_seconds = 0.0
         # CPU the checkpoint really costs: SQLite's thread, file flushes, Python bookkeeping.
@@ -243,8 +272,8 @@ class SqliteStore:
             await db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
             if existed:
                 await self._check_existing(fingerprint)
-            else:
-                await db.executescript(_SCHEMA)
+            await db.executescript(_SCHEMA)  # tables a checkpoint of this schema may lack
+            if not existed:
                 await self._write_meta({"schema": SCHEMA_VERSION, "fingerprint": fingerprint})
             await self._start_cpu_clock()
             await self._load()
@@ -432,15 +461,18 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- runs
 
-    async def begin_run(self) -> None:
+    async def begin_run(self) -> int:
         async with self._db.execute(
             "INSERT INTO run(started) VALUES (?) RETURNING id", (time.time(),)
         ) as cursor:
-            (self._run_id,) = await cursor.fetchone()  # type: ignore[misc]
+            (run_id,) = await cursor.fetchone()  # type: ignore[misc]
+        self._run_id = run_id
+        return run_id
 
     async def end_run(self, exit_code: int, message: str) -> None:
         last = {"exit_code": exit_code, "message": message, "ended": time.time()}
         await self._db.execute("BEGIN")
+        await self._write_samples()
         if self._run_id is not None:
             await self._db.execute(
                 "UPDATE run SET ended = ?, exit_code = ?, message = ? WHERE id = ?",
@@ -448,6 +480,35 @@ class SqliteStore:
             )
         await self._write_meta({"last_run": last})
         await self._db.execute("COMMIT")
+
+    def record_sample(self, sample: Sample) -> None:
+        self._samples.append(sample)
+
+    async def samples(self) -> list[Sample]:
+        async with self._db.execute("SELECT data FROM sample ORDER BY at, id") as cursor:
+            return [_decode_sample(data) for (data,) in await cursor.fetchall()]
+
+    async def runs(self) -> list[Run]:
+        async with self._db.execute(
+            "SELECT id, started, ended, exit_code FROM run ORDER BY id"
+        ) as cursor:
+            return [Run(*row) for row in await cursor.fetchall()]
+
+    async def _write_samples(self) -> None:
+        """Inside the open transaction: the buffered samples, then a thinning now and then."""
+        if not self._samples:
+            return
+        samples, self._samples = self._samples, []
+        await self._db.executemany(
+            "INSERT INTO sample(at, run, data) VALUES (?, ?, ?)",
+            [(s.at, s.run, msgspec.json.encode(s)) for s in samples],
+        )
+        before = self._samples_written // THIN_EVERY
+        self._samples_written += len(samples)
+        if self._samples_written // THIN_EVERY != before:
+            now = samples[-1].at
+            for age, every in THIN_AFTER:
+                await self._db.execute(_THIN, (now - age, every, now - age))
 
     # ---------------------------------------------------------------- writing
 
@@ -487,6 +548,7 @@ class SqliteStore:
             await self._write_counts(counts_before)
             if group.meta:
                 await self._write_meta(group.meta)
+            await self._write_samples()
             await db.execute("COMMIT")
         except BaseException:
             await self._rollback()

@@ -1,0 +1,1 @@
+"""Watching a crawl from elsewhere: its time series in the store, Prometheus metrics."""
