@@ -17,7 +17,7 @@ import orjson
 
 from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
-from crawler.cli.common import one_line_errors, run_async
+from crawler.cli.common import command, one_line_errors, run_async
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError, CrawlerError
 from crawler.core.kinds import ENTITIES, STREAMS, Op, State
@@ -46,14 +46,14 @@ exit codes:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    crawl = sub.add_parser(
+    crawl = command(
+        sub,
         "crawl",
         help="crawl the catalog from the seeds in the config",
         description="Crawl the catalog from the seeds in the config; rerun to resume.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    crawl.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
     crawl.add_argument(
         "--sim", action="store_true", help="start the built-in simulator and crawl it"
     )

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from crawler.api.capabilities import Capabilities
-from crawler.cli.common import one_line_errors, run_async
+from crawler.cli.common import command, one_line_errors, run_async
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError
 from crawler.core.kinds import Op
@@ -31,13 +31,13 @@ FETCHED = {"artists": Op.ARTIST, "albums": Op.ALBUM, "tracks": Op.TRACK, "playli
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "export",
         help="write the committed outputs as Parquet, DuckDB, SQLite, CSV or JSON-lines tables",
         description="Turns what a crawl has committed (finished, running or interrupted) into "
         "analysis-ready tables, with a dataset.json describing them.",
     )
-    p.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument(
         "--to",

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crawler.cli.common import one_line_errors, run_async
+from crawler.cli.common import command, one_line_errors, run_async
 from crawler.cli.export import dataset_card, store_source
 from crawler.core.config import Config, load_config
 from crawler.core.errors import ConfigError
@@ -23,13 +23,13 @@ INSTALL_HINT = "pip install 'spotify-crawler[report]'"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "report",
         help="write an HTML report of the crawl and its dataset (opens offline)",
         description="One self-contained HTML file: requests, 429s, budgets, faults, entities "
         "and pending work over time, runs and pauses; the dataset's tables and distributions.",
     )
-    p.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
     p.add_argument("--to", type=Path, help="the HTML file (default: <out_dir>/report.html)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=report_command)

@@ -6,7 +6,7 @@ import argparse
 
 import orjson
 
-from crawler.cli.common import one_line_errors, run_async
+from crawler.cli.common import command, one_line_errors, run_async
 from crawler.core.config import Config, load_config
 from crawler.core.kinds import STREAMS, Op, State
 from crawler.store import crawl_fingerprint, open_store_readonly
@@ -17,8 +17,7 @@ _COLUMNS = (State.DONE, State.PENDING, State.MISSING, State.FAILED, State.SKIPPE
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    status = sub.add_parser("status", help="summarise the checkpoint of a crawl")
-    status.add_argument("-c", "--config", default="crawl.toml", help="config file (crawl.toml)")
+    status = command(sub, "status", help="summarise the checkpoint of a crawl")
     status.set_defaults(func=status_command)
 
 

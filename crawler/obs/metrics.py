@@ -34,71 +34,49 @@ class CrawlCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         sample = observe(self._sources, time.time())
-        stats = self._sources.stats
-
-        requests = _counter(
-            "requests", "API responses by endpoint and HTTP status", "endpoint", "status"
-        )
-        for (endpoint, status), n in sorted(stats.requests.items()):
+        requests = _family(_Counter, "requests", "API responses", "endpoint", "status")
+        for (endpoint, status), n in sorted(self._sources.stats.requests.items()):
             requests.add_metric([endpoint, str(status)], n)
         yield requests
-        limited = _counter(
-            "rate_limited", "429 responses by account and reason", "account", "reason"
-        )
+        limited = _family(_Counter, "rate_limited", "429 responses", "account", "reason")
         for account, reasons in sorted(sample.rate_limited.items()):
             for reason, n in sorted(reasons.items()):
                 limited.add_metric([account, reason], n)
         yield limited
-        faults = _counter("faults", "failed requests by kind (retried)", "kind")
-        for kind, n in sorted(sample.faults.items()):
-            faults.add_metric([kind], n)
-        yield faults
-        yield CounterMetricFamily(f"{PREFIX}retries", "requests retried", value=sample.retries)
-        written = _counter("records_written", "records committed per output stream", "stream")
-        for stream, n in sorted(sample.written.items()):
-            written.add_metric([stream], n)
-        yield written
-        pending = _gauge("tasks_pending", "tasks still to do per operation", "op")
-        for op, n in sample.pending.items():
-            pending.add_metric([op], n)
-        yield pending
-        budget = _gauge(
-            "account_budget_requests_per_second",
-            "the request rate each account is paced to (absent while its limit is discovered)",
-            "account",
+        parked = {account: sample.parked_until.get(account, 0.0) for account in sample.used}
+        for kind, name, documentation, label, values in (
+            (_Counter, "faults", "failed requests by kind (retried)", "kind", sample.faults),
+            (_Counter, "records_written", "records committed per stream", "stream", sample.written),
+            (_Gauge, "tasks_pending", "tasks still to do per operation", "op", sample.pending),
+            (_Gauge, "account_budget_requests_per_second", _BUDGET, "account", sample.budget),
+            (_Gauge, "account_parked_until_timestamp_seconds", _PARKED, "account", parked),
+            (_Counter, "account_requests", "requests sent per account", "account", sample.used),
+        ):
+            family = _family(kind, name, documentation, label)
+            for key, value in sorted(values.items()):
+                family.add_metric([key], value)
+            yield family
+        yield _Counter(f"{PREFIX}retries", "requests retried", value=sample.retries)
+        yield _Counter(f"{PREFIX}commits", "store commits", value=sample.commits)
+        yield _Counter(
+            f"{PREFIX}commit_seconds", "wall time of store commits", value=sample.commit_s
         )
-        for account, rps in sorted(sample.budget.items()):
-            budget.add_metric([account], rps)
-        yield budget
-        parked = _gauge(
-            "account_parked_until_timestamp_seconds",
-            "until when each account is rate-limited (0: it is running)",
-            "account",
-        )
-        for account in sorted(sample.used):
-            parked.add_metric([account], sample.parked_until.get(account, 0.0))
-        yield parked
-        used = _counter("account_requests", "requests sent per account", "account")
-        for account, n in sorted(sample.used.items()):
-            used.add_metric([account], n)
-        yield used
-        yield CounterMetricFamily(f"{PREFIX}commits", "store commits", value=sample.commits)
-        yield CounterMetricFamily(
-            f"{PREFIX}commit_seconds", "wall time spent in store commits", value=sample.commit_s
-        )
-        yield GaugeMetricFamily(
+        yield _Gauge(
             f"{PREFIX}last_progress_timestamp_seconds",
             "when a commit last settled work (a stalled crawl stops moving it)",
             value=self._last_progress(),
         )
 
 
-def _counter(name: str, documentation: str, *labels: str) -> CounterMetricFamily:
-    return CounterMetricFamily(f"{PREFIX}{name}", documentation, labels=labels)
+_Counter, _Gauge = CounterMetricFamily, GaugeMetricFamily
+_BUDGET = "the request rate each account is paced to (absent while its limit is discovered)"
+_PARKED = "until when each account is rate-limited (0: it is running)"
 
 
-def _gauge(name: str, documentation: str, *labels: str) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"{PREFIX}{name}", documentation, labels=labels)
+def _family(
+    kind: type[CounterMetricFamily | GaugeMetricFamily], name: str, documentation: str, *labels: str
+) -> CounterMetricFamily | GaugeMetricFamily:
+    return kind(f"{PREFIX}{name}", documentation, labels=labels)
 
 
 class MetricsServer:
