@@ -7,10 +7,12 @@ rates per CPU-second of the simulator process: its one-core capacity, which hold
 other processes compete for the machine.
 
 `--workload artists` (default) sends `GET /v1/artists/{id}` for a fixed time and prints
-requests/s (target: ≥ 3,000 req/s).  `--workload crawl` replays what an exhaustive crawl
-asks for — artist batches of 50, every artist's album pages, album batches of 20, full
-track batches of 50, audio-features batches of 100 — twice over the whole catalog: the
-first pass measures cold rendering, the second the warm (cached) path, in MB/s and req/s.
+requests/s (target: ≥ 3,000 req/s per simulator CPU-second).  `--workload crawl` replays
+what an exhaustive crawl asks for — artist batches of 50, every artist's album pages, album
+batches of 20, full track batches of 50, audio-features batches of 100 — twice over the
+whole catalog: the first pass measures cold rendering, the second the warm (cached) path, in
+MB/s and req/s.  Both report the simulator's RSS afterwards (its caches are bounded, so it
+must not grow with the catalog) and how long it takes to stop on SIGINT.
 
     python scripts/bench_sim.py --duration 10 --concurrency 64
     python scripts/bench_sim.py --workload crawl --artists 150 --concurrency 16
@@ -64,6 +66,26 @@ def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[str
         proc.kill()
         raise RuntimeError(f"simulator did not start: {line!r}")
     return proc
+
+
+def _rss_mb(proc: psutil.Process) -> float:
+    return float(proc.memory_info().rss) / (1 << 20)
+
+
+def stop_simulator(proc: subprocess.Popen[str], sim: psutil.Process) -> tuple[float, float]:
+    """Sends SIGINT, as a user's Ctrl-C would: (seconds until the process ended, CPU seconds
+    it spent meanwhile).  The CPU figure is the one a loaded machine does not inflate.
+
+    It is called while the load generator still holds its keep-alive connections open, as a
+    crawler or any HTTP client would: the simulator must not wait for them to close.
+    """
+    cpu_before = _cpu_seconds(sim)
+    started = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
+    return wall, usage.ru_utime + usage.ru_stime - cpu_before
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
@@ -137,6 +159,7 @@ async def drive_artists(
     print(f"simulator CPU use: {sim_cpu / elapsed:.0%} of one core")
     print(f"throughput: {tally.ok / elapsed:,.0f} req/s wall clock")
     print(f"capacity: {tally.ok / sim_cpu:,.0f} req/s per CPU-second of the simulator")
+    print(f"simulator RSS: {_rss_mb(sim):,.0f} MB")
 
 
 # -- a crawl's request mix, cold then warm -------------------------------------------------
@@ -190,16 +213,20 @@ async def drive_crawl(
             f"{name}: {tally.ok} ok, {tally.failed} failed, {mb:.1f} MB in {elapsed:.2f} s"
             f" wall, {sim_cpu:.2f} s simulator CPU | wall {mb / elapsed:,.1f} MB/s"
             f" {tally.ok / elapsed:,.0f} req/s | per sim CPU-s {mb / sim_cpu:,.1f} MB/s"
-            f" {tally.ok / sim_cpu:,.0f} req/s"
+            f" {tally.ok / sim_cpu:,.0f} req/s | sim RSS {_rss_mb(sim):,.0f} MB"
         )
 
 
-async def drive(base: str, args: argparse.Namespace, sim: psutil.Process) -> None:
+async def drive(
+    base: str, args: argparse.Namespace, proc: subprocess.Popen[str], sim: psutil.Process
+) -> None:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         await _authenticate(session, base)
         workload = drive_crawl if args.workload == "crawl" else drive_artists
         await workload(session, base, args, sim)
+        wall, cpu = stop_simulator(proc, sim)
+        print(f"simulator stopped {wall:.2f} s after SIGINT, using {cpu:.2f} s of CPU meanwhile")
 
 
 def main() -> int:
@@ -225,10 +252,11 @@ def main() -> int:
             import uvloop
 
             uvloop.install()
-        asyncio.run(drive(f"http://127.0.0.1:{port}", args, psutil.Process(proc.pid)))
+        asyncio.run(drive(f"http://127.0.0.1:{port}", args, proc, psutil.Process(proc.pid)))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     return 0
 
 

@@ -17,7 +17,7 @@ from crawler.sim.server import start_sim
 from tests.crawlkit import assert_ground_truth, expected, start_crawl, write_config
 
 CATALOG = Catalog(30, seed=7)
-SEED = next(CATALOG.artist_id(i) for i in range(30) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 
 
 async def crawl(path: Path, *args: str, interrupt_after: float | None = None) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from crawler.sim.server import start_sim
 from tests.crawlkit import assert_ground_truth, expected, read_output, start_crawl, write_config
 
 CATALOG = Catalog(40, seed=11)
-SEED = next(CATALOG.artist_id(i) for i in range(40) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 
 
 async def test_sigkill_at_random_instants_loses_nothing_and_writes_nothing_twice(

@@ -111,14 +111,16 @@ class Model:
         self._k_artist, self._k_album, self._k_related, self._k_playlist, self._k_item = (
             mix(seed, salt) for salt in range(1, 6)
         )
-        self.artist = _cached(self._artist, 1 << 16)
-        self.album = _cached(self._album, 1 << 17)
-        self.appears_on = _cached(self._appears_on, 1 << 12)
-        self.discography = _cached(self._discography, 1 << 12)
-        self.related = _cached(self._related, 1 << 12)
-        self.search_artists = _cached(self._search_artists, 256)
-        self.search_albums = _cached(self._search_albums, 256)
-        self.search_tracks = _cached(self._search_tracks, 256)
+        # Sized for a crawl's locality (an album's tracks come together), not for the catalog:
+        # full, they hold some 25 MB; search results (up to 1,000 keys each) some 10 MB.
+        self.artist = _cached(self._artist, 1 << 14)
+        self.album = _cached(self._album, 1 << 15)
+        self.appears_on = _cached(self._appears_on, 1 << 10)
+        self.discography = _cached(self._discography, 1 << 10)
+        self.related = _cached(self._related, 1 << 10)
+        self.search_artists = _cached(self._search_artists, 32)
+        self.search_albums = _cached(self._search_albums, 32)
+        self.search_tracks = _cached(self._search_tracks, 32)
 
     # -- records ---------------------------------------------------------------------------
 

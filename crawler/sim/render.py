@@ -45,6 +45,16 @@ class Ids(Protocol):
     def playlist_id(self, q: int) -> str: ...
 
 
+def dumps(value: Any) -> bytes:
+    """`orjson.dumps(value)` copied into a bytes object of its own length.
+
+    orjson hands back its output buffer over-allocated (some 4 KB for a 600-byte object):
+    harmless for a response, but a cache of a hundred thousand such objects held 500 MB for
+    40 MB of JSON.  Fragments that are sliced or joined are copies already.
+    """
+    return bytes(memoryview(orjson.dumps(value)))
+
+
 def encode(fields: Json) -> bytes:
     """`orjson.dumps(fields)`, except that bytes values are spliced in as serialized JSON."""
     parts: list[bytes] = []
@@ -93,8 +103,8 @@ class Renderer:
         self._cache = cache
         self._markets: dict[str, Any] = {"available_markets": _MARKETS} if extended else {}
         self._markets_field = b',"available_markets":' + _MARKETS if extended else b""
-        self.simple_artist_json = lru_cache(maxsize=1 << 14)(self._simple_artist)
-        self.simple_album_json = lru_cache(maxsize=1 << 14)(self._simple_album)
+        self.simple_artist_json = lru_cache(maxsize=1 << 12)(self._simple_artist)
+        self.simple_album_json = lru_cache(maxsize=1 << 12)(self._simple_album)
 
     def _cached(self, kind: str, key: K, build: Callable[[K], bytes]) -> bytes:
         return self._cache.get((self.base, self.extended, kind, key), build, key)
@@ -304,7 +314,7 @@ class Renderer:
             return NULL
         track_id = self.ids.track_id(*key)
         h = mix(rec.hash, 7)
-        return orjson.dumps(
+        return dumps(
             {
                 "acousticness": _unit(h, 0),
                 "analysis_url": f"{self.base}/v1/audio-analysis/{track_id}",

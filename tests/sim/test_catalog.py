@@ -51,6 +51,16 @@ def test_lookup_checks_kind_range_and_existence() -> None:
     assert CATALOG.decode(CATALOG.artist_id(deleted)) is not None
 
 
+def test_first_artist_ids_skip_deleted_artists() -> None:
+    deleted = next(i for i in range(1, N) if not MODEL.artist(i).exists)
+    existing = [CATALOG.artist_id(i) for i in range(deleted - 1, N) if MODEL.artist(i).exists]
+    assert CATALOG.first_artist_ids(3, start=deleted - 1) == existing[:3]
+    assert CATALOG.artist_id(deleted) not in CATALOG.first_artist_ids(N)
+    last_two = [CATALOG.artist_id(i) for i in (N - 2, N - 1) if MODEL.artist(i).exists]
+    assert CATALOG.first_artist_ids(5, start=N - 2) == last_two  # the catalog ends first
+    assert CATALOG.first_artist_ids(start=N) == []
+
+
 def test_variety_like_the_real_catalog() -> None:
     artists = [MODEL.artist(i) for i in range(N)]
     deleted = sum(not a.exists for a in artists)
