@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from crawler.sim.cache import DEFAULT_CACHE_MB, ByteCache
 from crawler.sim.ids import IdCodec, Kind, Ref, is_well_formed
-from crawler.sim.model import Model
+from crawler.sim.model import SHOWS, Model
 from crawler.sim.render import Renderer
 
 REAL_ORIGIN = "https://api.spotify.com"
@@ -60,6 +60,12 @@ class Catalog:
     def playlist_id(self, q: int) -> str:
         return self._encode(Ref(Kind.PLAYLIST, q))
 
+    def show_id(self, s: int) -> str:
+        return self._encode(Ref(Kind.SHOW, s))
+
+    def episode_id(self, s: int, e: int) -> str:
+        return self._encode(Ref(Kind.EPISODE, s, 0, e))
+
     def first_artist_ids(self, count: int = 1, start: int = 0) -> list[str]:
         """IDs of the first `count` existing artists from index `start` on (fewer if the
         catalog ends first): the usual seeds, as some artists of every catalog are deleted."""
@@ -77,10 +83,7 @@ class Catalog:
 
     def track_ids_of(self, i: int, a: int) -> list[str]:
         """Bypasses the ID cache: bulk minting (ground truth) would only evict hot entries."""
-        encode = self._codec.encode
-        return [
-            encode(Ref(Kind.TRACK, i, a, t)) for t in range(1, self.model.album(i, a).tracks + 1)
-        ]
+        return self._codec.encode_tracks(i, a, self.model.album(i, a).tracks)
 
     def decode(self, spotify_id: str) -> Ref | None:
         """Coordinates of any ID this catalog's seed minted (even of deleted or foreign-size
@@ -102,6 +105,10 @@ class Catalog:
             found = m.album_exists(ref.main, ref.album)
         elif kind is Kind.ARTIST:
             found = m.artist_exists(ref.main)
+        elif kind is Kind.EPISODE:
+            found = m.episode_exists(ref.main, ref.track)
+        elif kind is Kind.SHOW:
+            found = 0 <= ref.main < SHOWS
         else:
             found = 0 <= ref.main < m.playlists
         return ref if found else None
