@@ -11,8 +11,9 @@ requests/s (target: ≥ 3,000 req/s per simulator CPU-second).  `--workload craw
 what an exhaustive crawl asks for — artist batches of 50, every artist's album pages, album
 batches of 20, full track batches of 50, audio-features batches of 100 — twice over the
 whole catalog: the first pass measures cold rendering, the second the warm (cached) path, in
-MB/s and req/s.  Both report the simulator's RSS afterwards (its caches are bounded, so it
-must not grow with the catalog) and how long it takes to stop on SIGINT.
+MB/s and req/s, then a third pass is interrupted by SIGINT.  Both report the simulator's RSS
+(its caches are bounded, so it must not grow with the catalog) and how long it takes to stop
+on SIGINT, in wall and in its own CPU seconds (which a loaded machine does not inflate).
 
     python scripts/bench_sim.py --duration 10 --concurrency 64
     python scripts/bench_sim.py --workload crawl --artists 150 --concurrency 16
@@ -40,6 +41,7 @@ from crawler.sim.config import DEFAULT_CLIENT
 from crawler.sim.model import GROUPS
 
 ARTIST_BATCH, ALBUM_BATCH, TRACK_BATCH, FEATURES_BATCH, ALBUMS_PAGE = 50, 20, 50, 100, 50
+STOP_AFTER_S = 2.0  # into the interrupted pass of the crawl workload
 
 
 def _free_port() -> int:
@@ -76,8 +78,8 @@ def stop_simulator(proc: subprocess.Popen[str], sim: psutil.Process) -> tuple[fl
     """Sends SIGINT, as a user's Ctrl-C would: (seconds until the process ended, CPU seconds
     it spent meanwhile).  The CPU figure is the one a loaded machine does not inflate.
 
-    It is called while the load generator still holds its keep-alive connections open, as a
-    crawler or any HTTP client would: the simulator must not wait for them to close.
+    The load generator keeps its connections open meanwhile (busy in the crawl workload,
+    idle keep-alive in the other), as a crawler would: the simulator must not wait for them.
     """
     cpu_before = _cpu_seconds(sim)
     started = time.perf_counter()
@@ -86,6 +88,10 @@ def stop_simulator(proc: subprocess.Popen[str], sim: psutil.Process) -> tuple[fl
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
     return wall, usage.ru_utime + usage.ru_stime - cpu_before
+
+
+def _stopped(wall: float, cpu: float) -> str:
+    return f"simulator stopped {wall:.2f} s after SIGINT, using {cpu:.2f} s of CPU meanwhile"
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
@@ -133,7 +139,11 @@ async def _timed_worker(
 
 
 async def drive_artists(
-    session: aiohttp.ClientSession, base: str, args: argparse.Namespace, sim: psutil.Process
+    session: aiohttp.ClientSession,
+    base: str,
+    args: argparse.Namespace,
+    proc: subprocess.Popen[str],
+    sim: psutil.Process,
 ) -> None:
     catalog = Catalog(args.artists, args.seed)
     existing = [i for i in range(args.artists) if catalog.model.artist(i).exists]
@@ -160,6 +170,8 @@ async def drive_artists(
     print(f"throughput: {tally.ok / elapsed:,.0f} req/s wall clock")
     print(f"capacity: {tally.ok / sim_cpu:,.0f} req/s per CPU-second of the simulator")
     print(f"simulator RSS: {_rss_mb(sim):,.0f} MB")
+    # The connections stay open (idle keep-alive) while the simulator stops.
+    print(f"idle: {_stopped(*stop_simulator(proc, sim))}")
 
 
 # -- a crawl's request mix, cold then warm -------------------------------------------------
@@ -199,7 +211,11 @@ async def _drain(session: aiohttp.ClientSession, urls: Iterator[str], tally: Tal
 
 
 async def drive_crawl(
-    session: aiohttp.ClientSession, base: str, args: argparse.Namespace, sim: psutil.Process
+    session: aiohttp.ClientSession,
+    base: str,
+    args: argparse.Namespace,
+    proc: subprocess.Popen[str],
+    sim: psutil.Process,
 ) -> None:
     urls = crawl_urls(Catalog(args.artists, args.seed), base)
     print(f"one pass: {len(urls)} requests over {args.artists} artists (seed {args.seed})")
@@ -215,6 +231,15 @@ async def drive_crawl(
             f" {tally.ok / elapsed:,.0f} req/s | per sim CPU-s {mb / sim_cpu:,.1f} MB/s"
             f" {tally.ok / sim_cpu:,.0f} req/s | sim RSS {_rss_mb(sim):,.0f} MB"
         )
+    # A third pass, interrupted as a user would interrupt a simulator that a crawler is using.
+    queue = iter(urls)
+    workers = [
+        asyncio.create_task(_drain(session, queue, Tally())) for _ in range(args.concurrency)
+    ]
+    await asyncio.sleep(STOP_AFTER_S)
+    wall, cpu = stop_simulator(proc, sim)
+    await asyncio.gather(*workers, return_exceptions=True)  # cut off by the stop
+    print(f"mid-crawl: {_stopped(wall, cpu)}")
 
 
 async def drive(
@@ -224,9 +249,7 @@ async def drive(
     async with aiohttp.ClientSession(connector=connector) as session:
         await _authenticate(session, base)
         workload = drive_crawl if args.workload == "crawl" else drive_artists
-        await workload(session, base, args, sim)
-        wall, cpu = stop_simulator(proc, sim)
-        print(f"simulator stopped {wall:.2f} s after SIGINT, using {cpu:.2f} s of CPU meanwhile")
+        await workload(session, base, args, proc, sim)
 
 
 def main() -> int:
