@@ -7,10 +7,13 @@ rates per CPU-second of the simulator process: its one-core capacity, which hold
 other processes compete for the machine.
 
 `--workload artists` (default) sends `GET /v1/artists/{id}` for a fixed time and prints
-requests/s (target: ≥ 3,000 req/s).  `--workload crawl` replays what an exhaustive crawl
-asks for — artist batches of 50, every artist's album pages, album batches of 20, full
-track batches of 50, audio-features batches of 100 — twice over the whole catalog: the
-first pass measures cold rendering, the second the warm (cached) path, in MB/s and req/s.
+requests/s (target: ≥ 3,000 req/s per simulator CPU-second).  `--workload crawl` replays
+what an exhaustive crawl asks for — artist batches of 50, every artist's album pages, album
+batches of 20, full track batches of 50, audio-features batches of 100 — twice over the
+whole catalog: the first pass measures cold rendering, the second the warm (cached) path, in
+MB/s and req/s, then a third pass is interrupted by SIGINT.  Both report the simulator's RSS
+(its caches are bounded, so it must not grow with the catalog) and how long it takes to stop
+on SIGINT, in wall and in its own CPU seconds (which a loaded machine does not inflate).
 
     python scripts/bench_sim.py --duration 10 --concurrency 64
     python scripts/bench_sim.py --workload crawl --artists 150 --concurrency 16
@@ -38,6 +41,7 @@ from crawler.sim.config import DEFAULT_CLIENT
 from crawler.sim.model import GROUPS
 
 ARTIST_BATCH, ALBUM_BATCH, TRACK_BATCH, FEATURES_BATCH, ALBUMS_PAGE = 50, 20, 50, 100, 50
+STOP_AFTER_S = 2.0  # into the interrupted pass of the crawl workload
 
 
 def _free_port() -> int:
@@ -64,6 +68,30 @@ def start_simulator(port: int, args: argparse.Namespace) -> subprocess.Popen[str
         proc.kill()
         raise RuntimeError(f"simulator did not start: {line!r}")
     return proc
+
+
+def _rss_mb(proc: psutil.Process) -> float:
+    return float(proc.memory_info().rss) / (1 << 20)
+
+
+def stop_simulator(proc: subprocess.Popen[str], sim: psutil.Process) -> tuple[float, float]:
+    """Sends SIGINT, as a user's Ctrl-C would: (seconds until the process ended, CPU seconds
+    it spent meanwhile).  The CPU figure is the one a loaded machine does not inflate.
+
+    The load generator keeps its connections open meanwhile (busy in the crawl workload,
+    idle keep-alive in the other), as a crawler would: the simulator must not wait for them.
+    """
+    cpu_before = _cpu_seconds(sim)
+    started = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
+    return wall, usage.ru_utime + usage.ru_stime - cpu_before
+
+
+def _stopped(wall: float, cpu: float) -> str:
+    return f"simulator stopped {wall:.2f} s after SIGINT, using {cpu:.2f} s of CPU meanwhile"
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
@@ -111,7 +139,11 @@ async def _timed_worker(
 
 
 async def drive_artists(
-    session: aiohttp.ClientSession, base: str, args: argparse.Namespace, sim: psutil.Process
+    session: aiohttp.ClientSession,
+    base: str,
+    args: argparse.Namespace,
+    proc: subprocess.Popen[str],
+    sim: psutil.Process,
 ) -> None:
     catalog = Catalog(args.artists, args.seed)
     existing = [i for i in range(args.artists) if catalog.model.artist(i).exists]
@@ -137,6 +169,9 @@ async def drive_artists(
     print(f"simulator CPU use: {sim_cpu / elapsed:.0%} of one core")
     print(f"throughput: {tally.ok / elapsed:,.0f} req/s wall clock")
     print(f"capacity: {tally.ok / sim_cpu:,.0f} req/s per CPU-second of the simulator")
+    print(f"simulator RSS: {_rss_mb(sim):,.0f} MB")
+    # The connections stay open (idle keep-alive) while the simulator stops.
+    print(f"idle: {_stopped(*stop_simulator(proc, sim))}")
 
 
 # -- a crawl's request mix, cold then warm -------------------------------------------------
@@ -176,7 +211,11 @@ async def _drain(session: aiohttp.ClientSession, urls: Iterator[str], tally: Tal
 
 
 async def drive_crawl(
-    session: aiohttp.ClientSession, base: str, args: argparse.Namespace, sim: psutil.Process
+    session: aiohttp.ClientSession,
+    base: str,
+    args: argparse.Namespace,
+    proc: subprocess.Popen[str],
+    sim: psutil.Process,
 ) -> None:
     urls = crawl_urls(Catalog(args.artists, args.seed), base)
     print(f"one pass: {len(urls)} requests over {args.artists} artists (seed {args.seed})")
@@ -190,16 +229,27 @@ async def drive_crawl(
             f"{name}: {tally.ok} ok, {tally.failed} failed, {mb:.1f} MB in {elapsed:.2f} s"
             f" wall, {sim_cpu:.2f} s simulator CPU | wall {mb / elapsed:,.1f} MB/s"
             f" {tally.ok / elapsed:,.0f} req/s | per sim CPU-s {mb / sim_cpu:,.1f} MB/s"
-            f" {tally.ok / sim_cpu:,.0f} req/s"
+            f" {tally.ok / sim_cpu:,.0f} req/s | sim RSS {_rss_mb(sim):,.0f} MB"
         )
+    # A third pass, interrupted as a user would interrupt a simulator that a crawler is using.
+    queue = iter(urls)
+    workers = [
+        asyncio.create_task(_drain(session, queue, Tally())) for _ in range(args.concurrency)
+    ]
+    await asyncio.sleep(STOP_AFTER_S)
+    wall, cpu = stop_simulator(proc, sim)
+    await asyncio.gather(*workers, return_exceptions=True)  # cut off by the stop
+    print(f"mid-crawl: {_stopped(wall, cpu)}")
 
 
-async def drive(base: str, args: argparse.Namespace, sim: psutil.Process) -> None:
+async def drive(
+    base: str, args: argparse.Namespace, proc: subprocess.Popen[str], sim: psutil.Process
+) -> None:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         await _authenticate(session, base)
         workload = drive_crawl if args.workload == "crawl" else drive_artists
-        await workload(session, base, args, sim)
+        await workload(session, base, args, proc, sim)
 
 
 def main() -> int:
@@ -225,10 +275,11 @@ def main() -> int:
             import uvloop
 
             uvloop.install()
-        asyncio.run(drive(f"http://127.0.0.1:{port}", args, psutil.Process(proc.pid)))
+        asyncio.run(drive(f"http://127.0.0.1:{port}", args, proc, psutil.Process(proc.pid)))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     return 0
 
 

@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-import orjson
 
 # Importable from the tests too, which put scripts/ on sys.path the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,10 +53,11 @@ from benchlib import (
     crawler_config,
     ground_truth,
 )
-from peers.peerlib import KINDS, OUTPUT_FILES
+from peers.peerlib import KINDS
 
 from crawler.core.config import Credential
 from crawler.sim.config import SimClient, SimConfig
+from crawler.sim.verify import Counts, Verification, verify
 
 # The simulator issues "BQ" + secrets.token_urlsafe(60) (crawler/sim/auth.py): 80 URL-safe
 # characters. The tokens live in another process, so they are found by their shape.
@@ -110,21 +110,6 @@ class Plan:
         return replace(base, **changes)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Audit:
-    """What the output files hold compared with the ground truth."""
-
-    entities: int
-    duplicates: int
-    missing: int
-    unexpected: int
-    torn: int
-
-    @property
-    def exact(self) -> bool:
-        return not (self.duplicates or self.missing or self.unexpected or self.torn)
-
-
 @dataclass
 class Report:
     plan: Plan
@@ -135,7 +120,7 @@ class Report:
     requests: int = 0
     throttled: int = 0
     faults: dict[str, int] = field(default_factory=dict)
-    audit: Audit | None = None
+    audit: Verification | None = None  # of the entity files, once the crawl completed
     leaks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -149,14 +134,14 @@ class Report:
         errors = sum(f.get(k, 0) for k in ("error_500", "error_502", "error_503"))
         truncated = f.get("truncate_short", 0) + f.get("truncate_json", 0)
         injected = errors + f.get("drop", 0) + truncated + f.get("bare_429", 0)
-        a = self.audit or Audit(0, 0, 0, 0, 0)
+        a = self.audit or Counts(0, 0, 0, 0, 0)
         return (
             f"chaos: kills survived {self.kills}, exits 3: {self.exits[3]}, "
             f"exits 1: {self.exits[1]}, bans {self.bans}, requests {self.requests:,}, "
             f"429s {self.throttled:,}, "
             f"faults injected {injected:,} (5xx: {errors:,}, drop: {f.get('drop', 0):,}, "
             f"truncated: {truncated:,}, bare 429: {f.get('bare_429', 0):,}), "
-            f"entities {a.entities:,}, duplicates {a.duplicates}, missing {a.missing}, "
+            f"entities {a.records:,}, duplicates {a.duplicates}, missing {a.missing}, "
             f"unexpected {a.unexpected}, torn {a.torn}, secrets leaked {len(self.leaks)}, "
             f"{self.seconds:.0f} s — {'OK' if self.ok else 'FAILED'}"
         )
@@ -165,25 +150,9 @@ class Report:
 # -- checks --------------------------------------------------------------------------------
 
 
-def audit_output(out_dir: Path, truth: Truth) -> Audit:
-    """Reads every output line; a line that is not a JSON object with an id counts as torn."""
-    entities = duplicates = missing = unexpected = torn = 0
-    for kind in KINDS:
-        path = out_dir / OUTPUT_FILES[kind]
-        data = path.read_bytes() if path.exists() else b""
-        if data and not data.endswith(b"\n"):
-            torn += 1  # a last line without its newline was cut, whatever it parses to
-        counts: collections.Counter[str] = collections.Counter()
-        for line in data.splitlines():
-            try:
-                counts[orjson.loads(line)["id"]] += 1
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                torn += 1
-        entities += sum(counts.values())
-        duplicates += sum(n - 1 for n in counts.values())
-        missing += len(truth.ids[kind] - counts.keys())
-        unexpected += len(counts.keys() - truth.ids[kind])
-    return Audit(entities, duplicates, missing, unexpected, torn)
+def audit_output(out_dir: Path, truth: Truth) -> Verification:
+    """The entity files against the ground truth; a line that is not a whole record is torn."""
+    return verify(out_dir, truth.expected, KINDS)
 
 
 def secret_needles(credentials: Iterable[Credential]) -> dict[str, bytes]:
@@ -319,7 +288,7 @@ def run_soak(plan: Plan, work_dir: Path) -> Report:
             report.bans += sum(float(s) > plan.window_s for s in PAUSE_PATTERN.findall(text))
             if code is None:  # killed; even the state right after a kill holds no line twice
                 after_kill = audit_output(out_dir, truth)
-                report.progress.append(after_kill.entities)
+                report.progress.append(after_kill.records)
                 if after_kill.duplicates:
                     report.problems.append(
                         f"run {run}: {after_kill.duplicates} duplicate lines after SIGKILL"
@@ -347,7 +316,8 @@ def run_soak(plan: Plan, work_dir: Path) -> Report:
         )
     report.audit = audit_output(out_dir, truth)
     if not report.audit.exact:
-        report.problems.append(f"output is not the ground truth: {report.audit}")
+        problems = "; ".join(report.audit.problems())
+        report.problems.append(f"output is not the ground truth: {problems}")
     report.leaks = find_leaks(files_under(out_dir, logs), secret_needles(creds))
     report.problems += [f"leak: {leak}" for leak in report.leaks]
     report.seconds = time.monotonic() - started

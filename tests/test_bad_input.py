@@ -31,7 +31,7 @@ from tests.crawlkit import (
 )
 
 CATALOG = Catalog(40, seed=5)
-SEED = next(CATALOG.artist_id(i) for i in range(40) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 CREDS = '[[credentials]]\nclient_id = "a"\nclient_secret = "b"\n'
 SEEDS = f'[seeds]\nartists = ["{SEED}"]\n'
 NOSPACE = ("No space left on device", "rerun to resume")

@@ -19,6 +19,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import chaos  # noqa: E402
 from benchlib import Credential, ground_truth  # noqa: E402
+from peers.peerlib import OUTPUT_FILES  # noqa: E402
 
 TRUTH = ground_truth(20, 3, chaos.SEED_ARTISTS)
 
@@ -29,15 +30,20 @@ def _write_outputs(out: Path, extra: bytes = b"", drop: int = 0) -> None:
     for kind in chaos.KINDS:
         ids = sorted(TRUTH.ids[kind])[drop if kind == "artists" else 0 :]
         lines = b"".join(orjson.dumps({"id": i}) + b"\n" for i in ids)
-        (out / chaos.OUTPUT_FILES[kind]).write_bytes(lines + (extra if kind == "albums" else b""))
+        (out / OUTPUT_FILES[kind]).write_bytes(lines + (extra if kind == "albums" else b""))
 
 
 def test_audit_counts_duplicates_missing_and_torn_lines(tmp_path: Path) -> None:
     a_album = next(iter(TRUTH.ids["albums"])).encode()
     _write_outputs(tmp_path / "out", b'{"id": "' + a_album + b'"}\n{"id": "x', drop=2)
     entities = sum(len(ids) for ids in TRUTH.ids.values()) - 2 + 1
-    assert chaos.audit_output(tmp_path / "out", TRUTH) == chaos.Audit(
-        entities=entities, duplicates=1, missing=2, unexpected=0, torn=2
+    audit = chaos.audit_output(tmp_path / "out", TRUTH)
+    assert (audit.records, audit.duplicates, audit.missing, audit.unexpected, audit.torn) == (
+        entities,
+        1,
+        2,
+        0,
+        2,
     )
 
 
@@ -61,18 +67,13 @@ def test_quick_chaos_soak_survives_every_kill_and_ends_exact(tmp_path: Path) -> 
     assert report.problems == [], report.summary()
     assert report.kills == plan.kills == 6
     truth = ground_truth(plan.artists, plan.seed, chaos.SEED_ARTISTS)
-    assert report.audit == chaos.Audit(
-        entities=sum(len(ids) for ids in truth.ids.values()),
-        duplicates=0,
-        missing=0,
-        unexpected=0,
-        torn=0,
-    )
+    assert report.audit is not None and report.audit.exact
+    assert report.audit.records == sum(len(ids) for ids in truth.ids.values())
     assert report.leaks == []
     assert report.exits[0] == 1 and set(report.exits) <= {0, 1, 3}
     # The faults really happened, and the kills landed mid-crawl with work already kept.
     for fault in ("error_500", "drop", "truncate_json", "bare_429"):
         assert report.faults.get(fault, 0) > 0, report.faults
     assert report.throttled > 0
-    assert 0 < max(report.progress) < report.audit.entities
+    assert 0 < max(report.progress) < report.audit.records
     assert "— OK" in report.summary()

@@ -28,7 +28,7 @@ from tests.crawlkit import (
 )
 
 CATALOG = Catalog(30, seed=7)
-SEED = next(CATALOG.artist_id(i) for i in range(30) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 
 
 async def crawl(path: Path, *args: str, interrupt_at: int | None = None) -> tuple[int, str]:

@@ -19,8 +19,7 @@ CATALOG = Catalog(60, seed=3)
 
 
 def existing_artist(catalog: Catalog, start: int = 0) -> str:
-    i = next(i for i in range(start, catalog.artists) if catalog.model.artist_exists(i))
-    return catalog.artist_id(i)
+    return catalog.first_artist_ids(start=start)[0]
 
 
 def api_calls(stats: dict) -> int:

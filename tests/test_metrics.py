@@ -18,7 +18,7 @@ from crawler.store import open_store_readonly
 from tests.crawlkit import start_crawl, until_committed, write_config
 
 CATALOG = Catalog(30, seed=7)
-SEED = next(CATALOG.artist_id(i) for i in range(30) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 
 
 def free_port() -> int:

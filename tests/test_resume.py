@@ -21,7 +21,7 @@ from tests.crawlkit import (
 )
 
 CATALOG = Catalog(40, seed=11)
-SEED = next(CATALOG.artist_id(i) for i in range(40) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 KILLS = 6
 
 

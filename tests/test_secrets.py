@@ -25,7 +25,7 @@ import chaos
 from benchlib import Credential
 
 CATALOG = Catalog(40, seed=13)
-SEED = next(CATALOG.artist_id(i) for i in range(40) if CATALOG.model.artist_exists(i))
+SEED = CATALOG.first_artist_ids()[0]
 APPS = (
     Credential("leak-app-a", "s3cret-a-7f3c9e1d2b4a", "acct-a", window_s=2.0),
     Credential("leak-app-b", "s3cret-b-0e8d6c4b2a19", "acct-b", window_s=2.0),

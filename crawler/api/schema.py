@@ -77,6 +77,13 @@ class PlaylistItem(Struct):
     item: Raw = NULL
 
 
+class PlaylistTrack(Struct):
+    """What a playlist item holds: episodes have no ``artists``, local files no ``id``."""
+
+    type: str = "track"
+    id: str | None = None
+
+
 class RelatedArtists(Struct):
     artists: list[Entity]
 
@@ -112,3 +119,4 @@ decode_album = decoder(Album).decode
 decode_page = decoder(Page).decode
 decode_playlist = decoder(Playlist).decode
 decode_playlist_item = decoder(PlaylistItem).decode
+decode_playlist_track = decoder(PlaylistTrack).decode

@@ -20,6 +20,7 @@ from crawler.api.schema import (
     decode_album,
     decode_entity,
     decode_playlist_item,
+    decode_playlist_track,
     decode_track,
 )
 from crawler.core.config import ExpandConfig
@@ -239,10 +240,10 @@ class Expander:
             raw = item.item if item.track == NULL else item.track
             if raw == NULL:
                 continue  # a track that is gone
-            track = decode_track(raw)
+            held = decode_playlist_track(raw)
             # Local files and podcast episodes are not catalog tracks.
-            if track.type == "track" and is_spotify_id(track.id):
-                self._take_track(track, raw, outcome, album_id=None)
+            if held.type == "track" and is_spotify_id(held.id):
+                self._take_track(decode_track(raw), raw, outcome, album_id=None)
 
     def _take_tracks(self, items: list[Raw], outcome: Outcome, album_id: str) -> None:
         for raw in items:

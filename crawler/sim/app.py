@@ -42,6 +42,7 @@ API_ROUTES: tuple[tuple[str, str, Endpoint], ...] = (
     ("audio_features.batch", "/v1/audio-features", endpoints.audio_features_batch),
     ("playlist", "/v1/playlists/{id}", endpoints.playlist),
     ("playlist.items", "/v1/playlists/{id}/{route:(?:tracks|items)}", endpoints.playlist_items),
+    ("episode", "/v1/episodes/{id}", endpoints.episode),
     ("search", "/v1/search", endpoints.search),
 )
 _ERROR_MESSAGES = {500: "Server error.", 502: "Bad gateway.", 503: "Service unavailable"}

@@ -6,10 +6,11 @@ from functools import lru_cache
 
 from crawler.sim.cache import DEFAULT_CACHE_MB, ByteCache
 from crawler.sim.ids import IdCodec, Kind, Ref, is_well_formed
-from crawler.sim.model import Model
+from crawler.sim.model import SHOWS, Model
 from crawler.sim.render import Renderer
 
 REAL_ORIGIN = "https://api.spotify.com"
+MAX_VIEWS = 4
 
 
 class Catalog:
@@ -27,10 +28,10 @@ class Catalog:
         self.model = Model(artists, seed, playlists)
         self.cache = ByteCache(int(cache_mb * (1 << 20)))
         self._codec = IdCodec(seed)
-        self._encode = lru_cache(maxsize=1 << 17)(self._codec.encode)
+        self._encode = lru_cache(maxsize=1 << 15)(self._codec.encode)
         # Crawlers ask for each ID several times (album pages, batches, audio features), and
         # decoding is most of the work of a batch whose objects are cached.
-        self._decode = lru_cache(maxsize=1 << 16)(self._codec.decode)
+        self._decode = lru_cache(maxsize=1 << 15)(self._codec.decode)
         self._views: dict[tuple[str, bool], Renderer] = {}
 
     @property
@@ -59,16 +60,30 @@ class Catalog:
     def playlist_id(self, q: int) -> str:
         return self._encode(Ref(Kind.PLAYLIST, q))
 
+    def show_id(self, s: int) -> str:
+        return self._encode(Ref(Kind.SHOW, s))
+
+    def episode_id(self, s: int, e: int) -> str:
+        return self._encode(Ref(Kind.EPISODE, s, 0, e))
+
+    def first_artist_ids(self, count: int = 1, start: int = 0) -> list[str]:
+        """IDs of the first `count` existing artists from index `start` on (fewer if the
+        catalog ends first): the usual seeds, as some artists of every catalog are deleted."""
+        found: list[str] = []
+        for i in range(start, self.artists):
+            if len(found) == count:
+                break
+            if self.model.artist_exists(i):
+                found.append(self.artist_id(i))
+        return found
+
     def album_ids_of(self, i: int) -> list[str]:
         """IDs of the albums artist i owns (not the ones it merely appears on)."""
         return [self.album_id(i, a) for a in range(self.model.artist(i).albums)]
 
     def track_ids_of(self, i: int, a: int) -> list[str]:
         """Bypasses the ID cache: bulk minting (ground truth) would only evict hot entries."""
-        encode = self._codec.encode
-        return [
-            encode(Ref(Kind.TRACK, i, a, t)) for t in range(1, self.model.album(i, a).tracks + 1)
-        ]
+        return self._codec.encode_tracks(i, a, self.model.album(i, a).tracks)
 
     def decode(self, spotify_id: str) -> Ref | None:
         """Coordinates of any ID this catalog's seed minted (even of deleted or foreign-size
@@ -90,6 +105,10 @@ class Catalog:
             found = m.album_exists(ref.main, ref.album)
         elif kind is Kind.ARTIST:
             found = m.artist_exists(ref.main)
+        elif kind is Kind.EPISODE:
+            found = m.episode_exists(ref.main, ref.track)
+        elif kind is Kind.SHOW:
+            found = 0 <= ref.main < SHOWS
         else:
             found = 0 <= ref.main < m.playlists
         return ref if found else None
@@ -98,7 +117,9 @@ class Catalog:
         """Object builders whose links point at `base`; development mode drops quota fields."""
         key = (base, extended)
         if key not in self._views:
-            if len(self._views) >= 16:
+            # Each view keeps its own fragment caches (~7 MB when full): a server answers on
+            # one or two origins, and a stream of new ones must not add up.
+            if len(self._views) >= MAX_VIEWS:
                 self._views.clear()
             self._views[key] = Renderer(self.model, self, base, extended, self.cache)
         return self._views[key]

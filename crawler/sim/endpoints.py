@@ -18,7 +18,7 @@ from crawler.sim.ids import Kind, Ref, is_well_formed
 from crawler.sim.model import GROUPS
 from crawler.sim.render import NULL, Renderer, array, encode, search_query
 
-SEARCH_TYPES = ("album", "artist", "track")
+SEARCH_TYPES = ("album", "artist", "playlist", "track")
 SEARCH_MAX_OFFSET = 1000
 
 
@@ -206,10 +206,21 @@ def playlist_items(call: Call) -> bytes:
     return call.view.playlist_items_json(q, _offset(call), limit, route)
 
 
+# -- podcasts ------------------------------------------------------------------------------
+
+
+def episode(call: Call) -> bytes:
+    """Episodes are served so that the `href` of one met in a playlist leads somewhere."""
+    ref = _one(call, Kind.EPISODE)
+    return call.view.episode_json((ref.main, ref.track))
+
+
 # -- search --------------------------------------------------------------------------------
 
 
 def search(call: Call) -> bytes:
+    """`genre:` filters artists and tracks (see `parse_query`); every query is otherwise a
+    name substring.  The API pages up to offset 1000, 50 a page (10 in development mode)."""
     text = call.query.get("q", "").strip()
     if not text:
         raise ApiError(400, "No search query")

@@ -2,9 +2,12 @@
 
 The crawl semantics (which the crawler implements) are:
 
-1. Start sets: artist seeds plus the first page (limit 10) of an artist search per search
-   seed; album seeds; track seeds; every item of every playlist seed (1 playlist call with
-   its embedded first 50 items + 1 call per further page of 50).
+1. Start sets: artist, album and track seeds; every item of every playlist seed (1 playlist
+   call with its embedded first 50 items + 1 call per further page of 50); and the results
+   of every search seed `(q, type, limit)`, a plain string being `(q, "artist", 10)`: the
+   first min(limit, total) results, in pages of at most 50 (10 in development mode), so
+   max(1, ceil(min(limit, total) / page)) calls, become artist, album or track seeds, or
+   playlist seeds.
 2. Every artist is fetched (batches of 50 in extended mode, one GET each in development);
    deleted or unknown artists are `missing_artists` and are not expanded.
 3. An existing artist adds its related artists (extended mode only, 1 call each) and its
@@ -15,9 +18,14 @@ The crawl semantics (which the crawler implements) are:
    ceil((n-50)/50) extra calls for albums of more than 50 tracks.
 5. Every track is written.  Calls: extended with tracks True/"auto" → ceil(|T|/50) batches;
    development with tracks True → one GET per track; otherwise only tracks known solely from
-   track seeds are fetched, one GET each (album pages and playlist items already carry them).
+   track seeds (and track searches) are fetched, one GET each (album pages and playlist
+   items already carry them).  Of a playlist's items only catalog tracks join the track set:
+   episodes, local files and removed tracks are written as items and not followed.
 6. With `track_artists`, every artist credited on a track joins the artist set (to a fixpoint).
 7. With `audio_features` (extended only) features of all tracks cost ceil(|T|/100) calls.
+
+Besides the entities, the crawl writes edges: each related-artists list with ranks, each
+artist-albums listing with groups and positions, each playlist and its items.
 
 The computation walks the model directly (no HTTP, no JSON).  Albums whose whole track list
 is in the crawl are kept as albums, not as a million track tuples: their credited artists are
@@ -28,19 +36,29 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import Mode
 from crawler.sim.ids import Kind
-from crawler.sim.model import GROUPS, AlbumKey, TrackKey
+from crawler.sim.model import GROUPS, AlbumKey, PlaylistItem, TrackKey
 from crawler.sim.render import ALBUM_EMBEDDED_TRACKS, PLAYLIST_EMBEDDED_ITEMS
 
-SEARCH_SEED_LIMIT = 10
 BATCH = {"artists": 50, "albums": 20, "tracks": 50, "audio_features": 100}
 PAGE = 50
-DEV_ALBUMS_PAGE = 10
+DEV_PAGE = 10  # development mode's page of artist albums and of search results
+SearchType = Literal["artist", "album", "track", "playlist"]
+SEARCH_TYPES: tuple[SearchType, ...] = ("artist", "album", "track", "playlist")
+
+
+class Search(NamedTuple):
+    """A search seed: the first `limit` results of `type` matching `q` are seeds."""
+
+    q: str
+    type: SearchType = "artist"
+    limit: int = 10
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,10 @@ class Seeds:
     albums: tuple[str, ...] = ()
     tracks: tuple[str, ...] = ()
     playlists: tuple[str, ...] = ()
-    search: tuple[str, ...] = ()
+    search: tuple[str | Search, ...] = ()  # a plain string is Search(q)
+
+    def searches(self) -> tuple[Search, ...]:
+        return tuple(Search(s) if isinstance(s, str) else Search(*s) for s in self.search)
 
 
 @dataclass(frozen=True)
@@ -66,14 +87,41 @@ class Expansion:
         if unknown:
             raise ValueError(f"unknown include_groups: {sorted(unknown)}")
 
+    @classmethod
+    def full(cls) -> Expansion:
+        """Every edge followed, albums in an artist's own groups (appears_on would pull in
+        its neighbours' whole discographies): what the tests, benchmarks and soak crawl.
+        `dataclasses.asdict` of it is the matching `[expand]` table."""
+        return cls(True, ("album", "single", "compilation"), True, "auto", True, True)
+
+
+# Edge records as tuples, in the field order of their JSON lines (see crawler/sim/verify.py).
+RelatedEdge = tuple[str, str, int]  # artist_id, related_artist_id, rank
+ArtistAlbumEdge = tuple[str, str, str | None, int]  # artist_id, album_id, album_group, position
+# playlist_id, position, item_type, item_id, added_at, added_by, is_local
+PlaylistItemEdge = tuple[str, int, str | None, str | None, str, str | None, bool]
+
 
 @dataclass(frozen=True)
 class GroundTruth:
+    """The IDs of each entity stream, the tuples of each edge stream, and the minimum calls.
+
+    `related_artists` holds every crawled existing artist's list (extended mode with related
+    artists followed), `artist_albums` every such artist's listing in the configured groups
+    (group None in development mode, which omits it), `playlist_items` every item of every
+    playlist written (item_type None for a removed track; item_id None for it and for local
+    files).
+    """
+
     artists: frozenset[str]
     missing_artists: frozenset[str]
     albums: frozenset[str]
     tracks: frozenset[str]
     audio_features: frozenset[str]
+    playlists: frozenset[str]
+    related_artists: frozenset[RelatedEdge]
+    artist_albums: frozenset[ArtistAlbumEdge]
+    playlist_items: frozenset[PlaylistItemEdge]
     calls: dict[str, int]
 
     @property
@@ -93,6 +141,7 @@ class _Crawl:
         self.model = catalog.model
         self.expand = expand
         self.extended = extended
+        self.groups = tuple(g for g in GROUPS if g in expand.artist_albums)
         self.calls: Counter[str] = Counter()
         self.artists: set[int] = set()
         self.unknown_artists: set[str] = set()
@@ -102,6 +151,7 @@ class _Crawl:
         self.loose_tracks: set[TrackKey] = set()
         self.paged_tracks: set[TrackKey] = set()
         self.unknown_tracks = 0
+        self.playlists: set[int] = set()
         self._artist_queue: deque[int] = deque()
         self._album_queue: deque[AlbumKey] = deque()
         self._track_queue: deque[TrackKey] = deque()
@@ -128,6 +178,34 @@ class _Crawl:
             self.loose_tracks.add(key)
             self._track_queue.append(key)
 
+    def add_playlist(self, q: int) -> None:
+        """A playlist's items are all written; only its catalog tracks are followed."""
+        if q in self.playlists:
+            return
+        self.playlists.add(q)
+        self.calls["playlist"] += 1
+        items = self.model.playlist(q).items
+        self.calls["playlist.items"] += _pages(items - PLAYLIST_EMBEDDED_ITEMS, PAGE)
+        for k in range(items):
+            track = self.model.playlist_item(q, k).track
+            if track is not None:
+                self.add_track(track, paged=True)
+
+    def search(self, seed: Search) -> None:
+        m = self.model
+        finders: dict[str, tuple[Callable[[str], tuple[Any, ...]], Callable[[Any], None]]] = {
+            "artist": (m.search_artists, self.add_artist),
+            "album": (m.search_albums, self.add_album),
+            # Found tracks are fetched, as track seeds are: nothing else lists them.
+            "track": (m.search_tracks, lambda key: self.add_track(key, paged=False)),
+            "playlist": (m.search_playlists, self.add_playlist),
+        }
+        find, take = finders[seed.type]
+        found = find(seed.q)[: seed.limit]
+        for key in found:
+            take(key)
+        self.calls["search"] += max(1, _pages(len(found), PAGE if self.extended else DEV_PAGE))
+
     def seed(self, seeds: Seeds) -> None:
         for spotify_id in seeds.artists:
             ref = self.catalog.decode(spotify_id)
@@ -135,10 +213,8 @@ class _Crawl:
                 self.add_artist(ref.main)
             else:
                 self.unknown_artists.add(spotify_id)
-        for text in seeds.search:
-            self.calls["search"] += 1
-            for i in self.model.search_artists(text)[:SEARCH_SEED_LIMIT]:
-                self.add_artist(i)
+        for search in seeds.searches():
+            self.search(search)
         for spotify_id in seeds.albums:
             ref = self.catalog.lookup(spotify_id, Kind.ALBUM)
             if ref is None:
@@ -152,16 +228,11 @@ class _Crawl:
             else:
                 self.add_track((ref.main, ref.album, ref.track), paged=False)
         for spotify_id in seeds.playlists:
-            self.calls["playlist"] += 1
             ref = self.catalog.lookup(spotify_id, Kind.PLAYLIST)
             if ref is None:
-                continue
-            items = self.model.playlist(ref.main).items
-            self.calls["playlist.items"] += _pages(items - PLAYLIST_EMBEDDED_ITEMS, PAGE)
-            for k in range(items):
-                key = self.model.playlist_item(ref.main, k)
-                if key is not None:
-                    self.add_track(key, paged=True)
+                self.calls["playlist"] += 1  # a 404, and nothing to write
+            else:
+                self.add_playlist(ref.main)
 
     # -- expansion -------------------------------------------------------------------------
 
@@ -181,10 +252,9 @@ class _Crawl:
             self.calls["related_artists"] += 1
             for j in self.model.related(i):
                 self.add_artist(j)
-        groups = tuple(g for g in GROUPS if g in self.expand.artist_albums)
-        if groups:
-            found = self.model.discography(i, groups)
-            page = PAGE if self.extended else DEV_ALBUMS_PAGE
+        if self.groups:
+            found = self.model.discography(i, self.groups)
+            page = PAGE if self.extended else DEV_PAGE
             self.calls["artist.albums"] += max(1, _pages(len(found), page))
             for owner, a, _ in found:
                 self.add_album((owner, a))
@@ -231,11 +301,46 @@ class _Crawl:
         if self.expand.audio_features and self.extended:
             self.calls["audio_features.batch"] += _pages(track_count, BATCH["audio_features"])
 
+    def edges(self) -> tuple[set[RelatedEdge], set[ArtistAlbumEdge], set[PlaylistItemEdge]]:
+        """The edge records of every crawled existing artist and every playlist written."""
+        m, aid = self.model, self.catalog.artist_id
+        related: set[RelatedEdge] = set()
+        listings: set[ArtistAlbumEdge] = set()
+        for i in self.artists:
+            if not m.artist(i).exists:
+                continue
+            if self.expand.related_artists and self.extended:
+                related.update((aid(i), aid(j), rank) for rank, j in enumerate(m.related(i)))
+            for position, (owner, a, group) in enumerate(m.discography(i, self.groups)):
+                album_id = self.catalog.album_id(owner, a)
+                listings.add((aid(i), album_id, group if self.extended else None, position))
+        items: set[PlaylistItemEdge] = set()
+        for q in self.playlists:
+            playlist_id, owner = self.catalog.playlist_id(q), m.playlist(q).owner
+            for k in range(m.playlist(q).items):
+                item = m.playlist_item(q, k)
+                kind, item_id = _item_identity(self.catalog, item)
+                adder = owner if item.added_by_owner else None
+                items.add(
+                    (playlist_id, k, kind, item_id, item.added_at, adder, item.kind == "local")
+                )
+        return related, listings, items
+
+
+def _item_identity(catalog: Catalog, item: PlaylistItem) -> tuple[str | None, str | None]:
+    """(item_type, item_id) as a playlist item's record has them: local files are tracks
+    without an ID, a removed track is neither."""
+    if item.track is not None:
+        return "track", catalog.track_id(*item.track)
+    if item.episode is not None:
+        return "episode", catalog.episode_id(*item.episode)
+    return ("track", None) if item.kind == "local" else (None, None)
+
 
 def ground_truth(
     catalog: Catalog, seeds: Seeds, expand: Expansion, mode: Mode = "extended"
 ) -> GroundTruth:
-    """Sets of IDs an exhaustive crawl writes, and its per-endpoint minimum call counts."""
+    """What an exhaustive crawl writes, stream by stream, and its per-endpoint minimum calls."""
     crawl = _Crawl(catalog, expand, extended=mode == "extended")
     crawl.seed(seeds)
     crawl.run()
@@ -256,11 +361,16 @@ def ground_truth(
     found = {True: set[str](), False: set[str]()}
     for i in crawl.artists:
         found[model.artist(i).exists].add(catalog.artist_id(i))
+    related, listings, items = crawl.edges()
     return GroundTruth(
         artists=frozenset(found[True]),
         missing_artists=frozenset(found[False] | crawl.unknown_artists),
         albums=frozenset(catalog.album_id(i, a) for i, a in crawl.albums),
         tracks=frozenset(track_ids),
         audio_features=frozenset(feature_ids),
+        playlists=frozenset(catalog.playlist_id(q) for q in crawl.playlists),
+        related_artists=frozenset(related),
+        artist_albums=frozenset(listings),
+        playlist_items=frozenset(items),
         calls={name: n for name, n in sorted(crawl.calls.items()) if n},
     )

@@ -30,17 +30,20 @@ _WELL_FORMED = re.compile(r"[0-9A-Za-z]{22}")
 _TRACK_BITS = 8
 _ALBUM_BITS = 8
 _MAIN_BITS = 32
-_KIND_BITS = 2
+_KIND_BITS = 3  # widened from 2 for episodes and shows: the IDs of other kinds are unchanged
 _PAYLOAD_LIMIT = 1 << (_TRACK_BITS + _ALBUM_BITS + _MAIN_BITS + _KIND_BITS)
 
 
 class Kind(IntEnum):
-    """What an ID names; `main` is the artist index, or the playlist index for playlists."""
+    """What an ID names; `main` is the artist index, the playlist index for playlists, the show
+    index for shows and episodes (an episode's number is in `track`)."""
 
     ARTIST = 0
     ALBUM = 1
     TRACK = 2
     PLAYLIST = 3
+    EPISODE = 4
+    SHOW = 5
 
 
 _KINDS = tuple(Kind)
@@ -99,7 +102,8 @@ class IdCodec:
         album = payload & ((1 << _ALBUM_BITS) - 1)
         payload >>= _ALBUM_BITS
         main = payload & ((1 << _MAIN_BITS) - 1)
-        return Ref(_KINDS[payload >> _MAIN_BITS], main, album, track)
+        kind = payload >> _MAIN_BITS
+        return Ref(_KINDS[kind], main, album, track) if kind < len(_KINDS) else None
 
 
 def _payload(kind: Kind, main: int, album: int) -> int:

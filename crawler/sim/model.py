@@ -10,17 +10,20 @@ Bounded LRU caches keep hot records without letting memory grow with the catalog
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import NamedTuple, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from crawler.sim.hashing import mix, splitmix
-from crawler.sim.words import ADJECTIVES, GENRES, NOUNS, TITLE_WORDS
+from crawler.sim.words import ADJECTIVES, GENRES, LABELS, NOUNS, TITLE_WORDS
 
 NEIGHBOURHOOD = 6
 MAX_RELATED = 20
 MAX_TOP_TRACKS = 10
 GROUPS = ("album", "single", "compilation", "appears_on")
+SHOWS = 40  # podcasts, whose episodes playlists hold: a small space of their own
+ItemKind = Literal["track", "episode", "local", "removed"]
 
 
 T = TypeVar("T")
@@ -88,8 +91,54 @@ class PlaylistRec(NamedTuple):
     hash: int
 
 
+class PlaylistItem(NamedTuple):
+    """One entry of a playlist.  Most are catalog tracks; a minority are podcast episodes,
+    local files (no ID, a `spotify:local:` URI), tracks since removed (the API sends null),
+    and entries whose adder the API no longer names (`added_by` null)."""
+
+    kind: ItemKind
+    track: TrackKey | None  # the catalog track of a "track" entry
+    episode: EpisodeKey | None  # (show, number) of an "episode" entry
+    added_at: str
+    added_by_owner: bool  # False: added_by is null
+    hash: int
+
+
+class LocalFile(NamedTuple):
+    artist: str
+    album: str
+    name: str
+    duration_ms: int
+
+
+def local_file(item_hash: int) -> LocalFile:
+    """What a "local" playlist entry names: files of the owner's, not catalog entities."""
+    h = item_hash
+    artist = f"{_pick(ADJECTIVES, h >> 16)} {_pick(NOUNS, h >> 21)}"
+    return LocalFile(artist, _title(h >> 26), _title(h >> 40), 90_000 + (h >> 34) % 300_000)
+
+
+class ShowRec(NamedTuple):
+    index: int
+    name: str
+    publisher: str
+    episodes: int
+    hash: int
+
+
+class EpisodeRec(NamedTuple):
+    show: int
+    number: int
+    name: str
+    duration_ms: int
+    explicit: bool
+    release_date: str
+    hash: int
+
+
 TrackKey = tuple[int, int, int]
 AlbumKey = tuple[int, int]
+EpisodeKey = tuple[int, int]
 
 
 def _cached(fn: Callable[..., T], size: int) -> Callable[..., T]:
@@ -111,14 +160,18 @@ class Model:
         self._k_artist, self._k_album, self._k_related, self._k_playlist, self._k_item = (
             mix(seed, salt) for salt in range(1, 6)
         )
-        self.artist = _cached(self._artist, 1 << 16)
-        self.album = _cached(self._album, 1 << 17)
-        self.appears_on = _cached(self._appears_on, 1 << 12)
-        self.discography = _cached(self._discography, 1 << 12)
-        self.related = _cached(self._related, 1 << 12)
-        self.search_artists = _cached(self._search_artists, 256)
-        self.search_albums = _cached(self._search_albums, 256)
-        self.search_tracks = _cached(self._search_tracks, 256)
+        self._k_show = mix(seed, 6)
+        # Sized for a crawl's locality (an album's tracks come together), not for the catalog:
+        # full, they hold some 25 MB; search results (up to 1,000 keys each) some 10 MB.
+        self.artist = _cached(self._artist, 1 << 14)
+        self.album = _cached(self._album, 1 << 15)
+        self.appears_on = _cached(self._appears_on, 1 << 10)
+        self.discography = _cached(self._discography, 1 << 10)
+        self.related = _cached(self._related, 1 << 10)
+        self.search_artists = _cached(self._search_artists, 32)
+        self.search_albums = _cached(self._search_albums, 32)
+        self.search_tracks = _cached(self._search_tracks, 32)
+        self.search_playlists = _cached(self._search_playlists, 32)
 
     # -- records ---------------------------------------------------------------------------
 
@@ -279,9 +332,29 @@ class Model:
                 break
         return tuple(keys[:MAX_TOP_TRACKS])
 
-    def playlist_item(self, q: int, k: int) -> TrackKey | None:
-        """The k-th track of playlist q; None only in a catalog without any album."""
+    def playlist_item(self, q: int, k: int) -> PlaylistItem:
+        """The k-th entry of playlist q.  Its kind comes from a hash of its own, so the entries
+        that are tracks are the same tracks whatever the other kinds' shares."""
         h = mix(self._k_item, q, k)
+        day = mix(q, k) % 3000
+        added_at = f"{2015 + day // 365}-{1 + day % 12:02d}-{1 + day % 28:02d}T12:00:00Z"
+        g = mix(h, 1)
+        roll = g % 100
+        track = episode = None
+        kind: ItemKind
+        if roll < 5:
+            kind = "episode"
+            show = (g >> 16) % SHOWS
+            episode = show, 1 + (g >> 24) % self.show(show).episodes
+        elif roll < 8:
+            kind = "local"
+        else:
+            track = None if roll < 10 else self._playlist_track(h)
+            kind = "removed" if track is None else "track"
+        return PlaylistItem(kind, track, episode, added_at, (g >> 8) % 100 >= 4, g)
+
+    def _playlist_track(self, h: int) -> TrackKey | None:
+        """A catalog track; None only in a catalog without any album."""
         start = h % self.artists
         for step in range(self.artists):
             i = (start + step) % self.artists
@@ -291,21 +364,47 @@ class Model:
                 return i, a, 1 + (h >> 40) % self.album(i, a).tracks
         return None
 
+    def show(self, s: int) -> ShowRec:
+        h = splitmix(self._k_show ^ s)
+        name = f"The {_pick(ADJECTIVES, h)} {_pick(NOUNS, h >> 5)} Podcast"
+        publisher = f"{_pick(NOUNS, h >> 10)} {_pick(LABELS, h >> 15)}"
+        return ShowRec(s, name, publisher, 1 + (h >> 20) % 200, h)
+
+    def episode(self, s: int, e: int) -> EpisodeRec:
+        h = mix(self._k_show, s, e)
+        day = h % 3000
+        return EpisodeRec(
+            show=s,
+            number=e,
+            name=f"#{e}: {_title(h >> 12)}",
+            duration_ms=600_000 + (h >> 24) % 5_400_000,
+            explicit=h >> 50 & 7 == 0,
+            release_date=f"{2015 + day // 365}-{1 + day % 12:02d}-{1 + day % 28:02d}",
+            hash=h,
+        )
+
+    def episode_exists(self, s: int, e: int) -> bool:
+        return 0 <= s < SHOWS and 1 <= e <= self.show(s).episodes
+
     def artist_albums(self, i: int) -> Iterator[AlbumRec]:
         return (self.album(i, a) for a in range(self.artist(i).albums))
 
     # -- search ----------------------------------------------------------------------------
 
-    def _search_artists(self, text: str) -> tuple[int, ...]:
-        needle = text.lower()
+    def _search_artists(self, query: str) -> tuple[int, ...]:
+        text, genre = parse_query(query)
         return tuple(
-            i
-            for i in range(self.artists)
-            if (rec := self.artist(i)).exists and needle in rec.name.lower()
+            _bounded(
+                i
+                for i in range(self.artists)
+                if (rec := self.artist(i)).exists
+                and text in rec.name.lower()
+                and (genre is None or genre in rec.genres)
+            )
         )
 
-    def _search_albums(self, text: str) -> tuple[AlbumKey, ...]:
-        needle = text.lower()
+    def _search_albums(self, query: str) -> tuple[AlbumKey, ...]:
+        needle = query.lower()
         return tuple(
             _bounded(
                 (rec.artist, rec.ordinal)
@@ -314,15 +413,23 @@ class Model:
             )
         )
 
-    def _search_tracks(self, text: str) -> tuple[TrackKey, ...]:
-        needle = text.lower()
+    def _search_tracks(self, query: str) -> tuple[TrackKey, ...]:
+        """A track's genres are its main artist's, as Spotify files genres under artists."""
+        text, genre = parse_query(query)
         hits = (
             (rec.artist, rec.ordinal, t)
             for rec in self._scan_albums()
+            if genre is None or genre in self.artist(rec.artist).genres
             for t in range(1, rec.tracks + 1)
-            if needle in self.track(rec.artist, rec.ordinal, t).name.lower()
+            if text in self.track(rec.artist, rec.ordinal, t).name.lower()
         )
         return tuple(_bounded(hits))
+
+    def _search_playlists(self, query: str) -> tuple[int, ...]:
+        needle = query.lower()
+        return tuple(
+            _bounded(q for q in range(self.playlists) if needle in self.playlist(q).name.lower())
+        )
 
     def _scan_albums(self) -> Iterator[AlbumRec]:
         """Album and track search look at the first SEARCH_SCAN albums only, like an index shard."""
@@ -337,6 +444,18 @@ class Model:
 
 SEARCH_SCAN = 5_000
 SEARCH_MAX_RESULTS = 1_000
+_GENRE_FILTER = re.compile(r'genre:(?:"([^"]*)"|(\S+))', re.IGNORECASE)
+
+
+def parse_query(query: str) -> tuple[str, str | None]:
+    """(name substring, genre) of an artist or track query: `genre:shoegaze` or
+    `genre:"deep house"` filters by genre (exact, any case), the rest of the text matches
+    names as a substring; without the filter the whole query is that substring."""
+    found = _GENRE_FILTER.search(query)
+    if found is None:
+        return query.strip().lower(), None
+    rest = query[: found.start()] + query[found.end() :]
+    return " ".join(rest.split()).lower(), (found.group(1) or found.group(2)).lower()
 
 
 def _bounded(items: Iterator[T]) -> Iterator[T]:

@@ -2,7 +2,8 @@
 
 A Renderer is bound to one origin (object and paging links point back at the server that
 answered, so a crawler can follow them) and one mode: development-mode apps never see
-popularity, followers, label or available_markets.
+popularity, followers, label, available_markets or album_group (external_ids came back to
+them in March 2026).
 
 Responses are assembled from serialized fragments rather than dicts: a crawl downloads tens
 of megabytes of nested objects that mostly repeat (every track embeds its album, every album
@@ -18,20 +19,28 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import orjson
 
 from crawler.sim.cache import ByteCache
 from crawler.sim.hashing import mix
-from crawler.sim.model import AlbumKey, Model, TrackKey, TrackRec
+from crawler.sim.model import (
+    AlbumKey,
+    EpisodeKey,
+    Model,
+    PlaylistItem,
+    TrackKey,
+    TrackRec,
+    local_file,
+)
 from crawler.sim.words import LABELS, MARKETS, NOUNS
 
 Json = dict[str, Any]
 K = TypeVar("K", bound=Hashable)
 ALBUM_EMBEDDED_TRACKS = 50
 PLAYLIST_EMBEDDED_ITEMS = 50
-EXTENDED_ONLY = frozenset({"popularity", "followers", "label", "available_markets"})
+EXTENDED_ONLY = frozenset({"popularity", "followers", "label", "available_markets", "album_group"})
 NULL = b"null"
 _SPOTIFY = "https://open.spotify.com"
 _IMAGES = "https://i.scdn.co/image/"
@@ -43,6 +52,18 @@ class Ids(Protocol):
     def album_id(self, i: int, a: int) -> str: ...
     def track_id(self, i: int, a: int, t: int) -> str: ...
     def playlist_id(self, q: int) -> str: ...
+    def show_id(self, s: int) -> str: ...
+    def episode_id(self, s: int, e: int) -> str: ...
+
+
+def dumps(value: Any) -> bytes:
+    """`orjson.dumps(value)` copied into a bytes object of its own length.
+
+    orjson hands back its output buffer over-allocated (some 4 KB for a 600-byte object):
+    harmless for a response, but a cache of a hundred thousand such objects held 500 MB for
+    40 MB of JSON.  Fragments that are sliced or joined are copies already.
+    """
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def encode(fields: Json) -> bytes:
@@ -93,8 +114,8 @@ class Renderer:
         self._cache = cache
         self._markets: dict[str, Any] = {"available_markets": _MARKETS} if extended else {}
         self._markets_field = b',"available_markets":' + _MARKETS if extended else b""
-        self.simple_artist_json = lru_cache(maxsize=1 << 14)(self._simple_artist)
-        self.simple_album_json = lru_cache(maxsize=1 << 14)(self._simple_album)
+        self.simple_artist_json = lru_cache(maxsize=1 << 12)(self._simple_artist)
+        self.simple_album_json = lru_cache(maxsize=1 << 12)(self._simple_album)
 
     def _cached(self, kind: str, key: K, build: Callable[[K], bytes]) -> bytes:
         return self._cache.get((self.base, self.extended, kind, key), build, key)
@@ -200,7 +221,7 @@ class Renderer:
 
     def _discography_album(self, key: tuple[int, int, str]) -> bytes:
         i, a, group = key
-        return extend(self.simple_album_json(i, a), {"album_group": group})
+        return extend(self.simple_album_json(i, a), self._trim({"album_group": group}))
 
     # -- albums ----------------------------------------------------------------------------
 
@@ -304,7 +325,7 @@ class Renderer:
             return NULL
         track_id = self.ids.track_id(*key)
         h = mix(rec.hash, 7)
-        return orjson.dumps(
+        return dumps(
             {
                 "acousticness": _unit(h, 0),
                 "analysis_url": f"{self.base}/v1/audio-analysis/{track_id}",
@@ -338,46 +359,150 @@ class Renderer:
             "uri": f"spotify:user:{name}",
         }
 
-    def playlist_json(self, q: int) -> bytes:
+    def _playlist_fields(self, q: int) -> Json:
+        """What full and simplified playlist objects share."""
         rec = self.model.playlist(q)
-        page = self.playlist_items_json(q, 0, PLAYLIST_EMBEDDED_ITEMS, "items")
         obj = self._common("playlist", self.ids.playlist_id(q), "playlists")
         obj.update(
             collaborative=False,
             description=f"{rec.name}, made by {rec.owner}.",
-            followers={"href": None, "total": rec.followers},
             images=_images(rec.hash, (640,)),
             name=rec.name,
             owner={**self._user(rec.owner), "display_name": rec.owner.title()},
             public=True,
             snapshot_id=f"{mix(rec.hash, 1):016x}{mix(rec.hash, 2):016x}",
-            items=page,
-            tracks=page,
         )
+        return obj
+
+    def playlist_json(self, q: int) -> bytes:
+        rec = self.model.playlist(q)
+        page = self.playlist_items_json(q, 0, PLAYLIST_EMBEDDED_ITEMS, "items")
+        obj = self._playlist_fields(q)
+        obj.update(followers={"href": None, "total": rec.followers}, items=page, tracks=page)
         return encode(self._trim(obj))
+
+    def simple_playlist_json(self, q: int) -> bytes:
+        """As search lists playlists: the items are a link and a count, not a page."""
+        obj = self._playlist_fields(q)
+        total = self.model.playlist(q).items
+        for route in ("items", "tracks"):
+            obj[route] = {"href": f"{obj['href']}/{route}", "total": total}
+        return encode(obj)
 
     def playlist_items_json(self, q: int, offset: int, limit: int, route: str) -> bytes:
         rec = self.model.playlist(q)
         items = [
-            self._playlist_item(rec.owner, q, k)
+            self._playlist_item(rec.owner, self.model.playlist_item(q, k))
             for k in range(offset, min(rec.items, offset + limit))
         ]
         path = f"/v1/playlists/{self.ids.playlist_id(q)}/{route}"
         return self.page_json(items, rec.items, offset, limit, path)
 
-    def _playlist_item(self, owner: str, q: int, k: int) -> bytes:
-        key = self.model.playlist_item(q, k)
-        track = self.track_json(key) if key else None
-        day = mix(q, k) % 3000
+    def _playlist_item(self, owner: str, item: PlaylistItem) -> bytes:
+        """Episodes and local files sit under `track` (and `item`) like tracks do."""
+        if item.track is not None:
+            obj = self.track_json(item.track)
+        elif item.episode is not None:
+            obj = self.episode_json(item.episode)
+        elif item.kind == "local":
+            obj = self._local_track(item.hash)
+        else:
+            obj = NULL
         return encode(
             {
-                "added_at": f"{2015 + day // 365}-{1 + day % 12:02d}-{1 + day % 28:02d}T12:00:00Z",
-                "added_by": self._user(owner),
-                "is_local": False,
-                "item": track,
-                "track": track,
+                "added_at": item.added_at,
+                "added_by": self._user(owner) if item.added_by_owner else None,
+                "is_local": item.kind == "local",
+                "item": obj,
+                "track": obj,
             }
         )
+
+    def _local_track(self, h: int) -> bytes:
+        """A file from the owner's own disk, as the API shows one: no IDs or links anywhere,
+        its names only in the `spotify:local:` URI and the name fields."""
+        artist, album, name, duration_ms = local_file(h)
+        unlinked = {"external_urls": {}, "href": None, "id": None}
+        uri = ":".join(quote_plus(part) for part in (artist, album, name))
+        obj = {
+            "album": {
+                "album_type": None,
+                "artists": [],
+                **({"available_markets": []} if self.extended else {}),
+                **unlinked,
+                "images": [],
+                "name": album,
+                "release_date": None,
+                "release_date_precision": None,
+                "type": "album",
+                "uri": None,
+            },
+            "artists": [{**unlinked, "name": artist, "type": "artist", "uri": None}],
+            "available_markets": [],
+            "disc_number": 0,
+            "duration_ms": duration_ms,
+            "explicit": False,
+            "external_ids": {},
+            **unlinked,
+            "is_local": True,
+            "name": name,
+            "popularity": 0,
+            "preview_url": None,
+            "track_number": 0,
+            "type": "track",
+            "uri": f"spotify:local:{uri}:{duration_ms // 1000}",
+        }
+        return encode(self._trim(obj))
+
+    # -- podcasts --------------------------------------------------------------------------
+
+    def simple_show_json(self, s: int) -> bytes:
+        return self._cached("show", s, self._simple_show)
+
+    def _simple_show(self, s: int) -> bytes:
+        rec = self.model.show(s)
+        obj = self._common("show", self.ids.show_id(s), "shows")
+        about = f"{rec.name}, from {rec.publisher}."
+        obj.update(
+            **self._markets,
+            copyrights=[],
+            description=about,
+            html_description=f"<p>{about}</p>",
+            explicit=False,
+            images=_images(rec.hash, (640, 300, 64)),
+            is_externally_hosted=False,
+            languages=["en"],
+            media_type="audio",
+            name=rec.name,
+            publisher=rec.publisher,
+            total_episodes=rec.episodes,
+        )
+        return encode(obj)
+
+    def episode_json(self, key: EpisodeKey) -> bytes:
+        return self._cached("episode", key, self._episode)
+
+    def _episode(self, key: EpisodeKey) -> bytes:
+        rec = self.model.episode(*key)
+        obj = self._common("episode", self.ids.episode_id(*key), "episodes")
+        about = f"Episode {rec.number} of {self.model.show(rec.show).name}."
+        obj.update(
+            audio_preview_url=None,
+            description=about,
+            html_description=f"<p>{about}</p>",
+            duration_ms=rec.duration_ms,
+            explicit=rec.explicit,
+            images=_images(rec.hash, (640, 300, 64)),
+            is_externally_hosted=False,
+            is_playable=True,
+            language="en",
+            languages=["en"],
+            name=rec.name,
+            release_date=rec.release_date,
+            release_date_precision="day",
+            show=self.simple_show_json(rec.show),
+        )
+        return encode(obj)
 
     # -- search ----------------------------------------------------------------------------
 
@@ -389,6 +514,8 @@ class Renderer:
             keys, build = self.model.search_artists(text), self.artist_json
         elif kind == "album":
             keys, build = self.model.search_albums(text), self.simple_album_of
+        elif kind == "playlist":
+            keys, build = self.model.search_playlists(text), self.simple_playlist_json
         else:
             keys, build = self.model.search_tracks(text), self.track_json
         return self.paged_json(keys, build, offset, limit, "/v1/search", query)

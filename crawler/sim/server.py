@@ -11,6 +11,11 @@ from crawler.sim.app import STATE, make_app
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import DEFAULT_ARTISTS, SimConfig
 
+# How long `close()` lets requests in flight finish before it cuts them off.  aiohttp's
+# default is 60 s; a simulator's handlers only ever wait on injected latency, and a crawler
+# retries what a closing server cut, so stopping promptly costs nothing.
+SHUTDOWN_GRACE_S = 0.1
+
 
 class SimServer:
     """A started simulator; `url` is its origin, e.g. http://127.0.0.1:54321."""
@@ -39,6 +44,16 @@ class SimServer:
     def reset_stats(self) -> None:
         self._state.stats.reset()
 
+    def hang_up(self) -> None:
+        """Closes every connection at once, so that no further request gets served.
+
+        For a signal handler: `close()` has to wait for the event loop, which first runs the
+        handlers of every request that has arrived, each rendering its whole body.
+        """
+        server = self._runner.server
+        for connection in server.connections if server is not None else ():
+            connection.force_close()
+
     async def close(self) -> None:
         await self._runner.cleanup()
 
@@ -63,7 +78,12 @@ async def start_sim(
     """Starts serving and returns once the socket is bound (port 0 = any free port)."""
     config = config or SimConfig()
     catalog = catalog or Catalog(DEFAULT_ARTISTS)
-    runner = web.AppRunner(make_app(config, catalog), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        make_app(config, catalog),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

@@ -51,6 +51,16 @@ def test_lookup_checks_kind_range_and_existence() -> None:
     assert CATALOG.decode(CATALOG.artist_id(deleted)) is not None
 
 
+def test_first_artist_ids_skip_deleted_artists() -> None:
+    deleted = next(i for i in range(1, N) if not MODEL.artist(i).exists)
+    existing = [CATALOG.artist_id(i) for i in range(deleted - 1, N) if MODEL.artist(i).exists]
+    assert CATALOG.first_artist_ids(3, start=deleted - 1) == existing[:3]
+    assert CATALOG.artist_id(deleted) not in CATALOG.first_artist_ids(N)
+    last_two = [CATALOG.artist_id(i) for i in (N - 2, N - 1) if MODEL.artist(i).exists]
+    assert CATALOG.first_artist_ids(5, start=N - 2) == last_two  # the catalog ends first
+    assert CATALOG.first_artist_ids(start=N) == []
+
+
 def test_variety_like_the_real_catalog() -> None:
     artists = [MODEL.artist(i) for i in range(N)]
     deleted = sum(not a.exists for a in artists)
@@ -127,10 +137,20 @@ def test_search_matches_case_insensitive_substrings_of_existing_names() -> None:
     assert MODEL.search_artists("no such name") == ()
 
 
-def test_playlists_hold_existing_tracks_and_some_span_several_pages() -> None:
+def test_playlists_hold_every_kind_of_item_in_plausible_shares() -> None:
     sizes = [MODEL.playlist(q).items for q in range(CATALOG.playlists)]
     assert max(sizes) > 100
-    for q in range(3):
-        for k in range(MODEL.playlist(q).items):
-            key = MODEL.playlist_item(q, k)
-            assert key is not None and MODEL.track_exists(*key)
+    items = [MODEL.playlist_item(q, k) for q, size in enumerate(sizes) for k in range(size)]
+    n = len(items)
+    kinds = Counter(item.kind for item in items)
+    assert kinds["track"] >= 0.85 * n
+    assert 0.02 * n <= kinds["episode"] <= 0.09 * n
+    assert 0.01 * n <= kinds["local"] <= 0.06 * n
+    assert 0.005 * n <= kinds["removed"] <= 0.04 * n
+    assert 0.01 * n <= sum(not item.added_by_owner for item in items) <= 0.08 * n
+    for item in items:
+        assert (item.track is not None) == (item.kind == "track")
+        assert (item.episode is not None) == (item.kind == "episode")
+        assert item.track is None or MODEL.track_exists(*item.track)
+        assert item.episode is None or MODEL.episode_exists(*item.episode)
+    assert MODEL.playlist_item(3, 7) == Catalog(N).model.playlist_item(3, 7)

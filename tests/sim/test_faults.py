@@ -13,9 +13,7 @@ from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 
 CATALOG = Catalog(50, seed=11)
-PATH = (
-    f"/v1/artists/{CATALOG.artist_id(next(i for i in range(50) if CATALOG.model.artist_exists(i)))}"
-)
+PATH = f"/v1/artists/{CATALOG.first_artist_ids()[0]}"
 
 
 async def outcome(api: Any) -> str:

@@ -1,8 +1,8 @@
 """Ground truth equals what a naive exhaustive crawl over HTTP finds, call counts included.
 
 The naive crawl below fetches everything one object at a time and follows every `next`
-link; its result sets must equal `ground_truth`'s, and for the endpoints where the minimum
-is fixed by paging (not by batching) its call counts must too.
+link; its result sets (entities and edges) must equal `ground_truth`'s, and for the
+endpoints where the minimum is fixed by paging (not by batching) its call counts must too.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 
 from crawler.sim.catalog import Catalog
-from crawler.sim.groundtruth import Expansion, GroundTruth, Seeds, ground_truth
+from crawler.sim.groundtruth import Expansion, GroundTruth, Search, Seeds, ground_truth
+from crawler.sim.words import GENRES
 
 CATALOG = Catalog(40, seed=12)
 M = CATALOG.model
+GENRE = max(GENRES, key=lambda g: sum(g in M.artist(i).genres for i in range(40)))
+TRACK_SEARCH = Search(f'genre:"{GENRE}"', "track", 23)  # quoted: the genre has two words
 PAGED = ("search", "playlist", "playlist.items", "related_artists", "artist.albums", "album.tracks")
 
 
@@ -27,7 +30,7 @@ def seeds() -> Seeds:
     word = M.artist(30).name.split()[1]
     # A track no album page or playlist of these seeds lists: its fetch is the only one needed.
     listed = {first, far, *M.search_artists(word)[:10]}
-    playlist_items = {M.playlist_item(2, k) for k in range(M.playlist(2).items)}
+    playlist_items = {M.playlist_item(2, k).track for k in range(M.playlist(2).items)}
     lone = next(
         (i, a, 1)
         for i in range(11, 40)
@@ -40,7 +43,12 @@ def seeds() -> Seeds:
         albums=(CATALOG.album_id(far, 1),),
         tracks=(CATALOG.track_id(*lone),),
         playlists=(CATALOG.playlist_id(2),),
-        search=(word,),
+        search=(
+            word,
+            TRACK_SEARCH,
+            Search("love", "album", 3),
+            Search("mix", "playlist", 2),
+        ),
     )
 
 
@@ -53,7 +61,11 @@ class NaiveCrawl:
         self.missing: set[str] = set()
         self.albums: set[str] = set()
         self.tracks: dict[str, list[str]] = {}
-        self.seen: set[str] = set()
+        self.playlists: set[str] = set()
+        self.related: set[tuple[str, str, int]] = set()
+        self.artist_albums: set[tuple[str, str, str | None, int]] = set()
+        self.playlist_items: set[tuple] = set()
+        self.seen: set[tuple[str, str]] = set()
         self.queue: deque[tuple[str, str]] = deque()
 
     async def json(self, path: str, **params: Any) -> Any:
@@ -79,13 +91,30 @@ class NaiveCrawl:
                 for artist in track["artists"]:
                     self.push("artist", artist["id"])
 
+    async def search(self, seed: Search) -> list[dict[str, Any]]:
+        """Pages of the largest size the mode allows, the last one cut to the limit."""
+        page = 50 if self.extended else 10
+        found: list[dict[str, Any]] = []
+        while True:
+            want = min(page, seed.limit - len(found))
+            body = await self.json(
+                "/v1/search", q=seed.q, type=seed.type, limit=want, offset=len(found)
+            )
+            result = body[f"{seed.type}s"]
+            found += result["items"]
+            if len(found) >= seed.limit or result["next"] is None:
+                return found
+
     async def run(self, seeds: Seeds) -> None:
         for spotify_id in seeds.artists:
             self.push("artist", spotify_id)
-        for text in seeds.search:
-            found = await self.json("/v1/search", q=text, type="artist", limit=10)
-            for artist in found["artists"]["items"]:
-                self.push("artist", artist["id"])
+        for seed in seeds.searches():
+            for found in await self.search(seed):
+                if seed.type == "track":
+                    track = await self.json(f"/v1/tracks/{found['id']}")
+                    self.add_track(track)
+                else:
+                    self.push(seed.type, found["id"])
         for spotify_id in seeds.albums:
             self.push("album", spotify_id)
         for spotify_id in seeds.tracks:
@@ -93,12 +122,33 @@ class NaiveCrawl:
             if track:
                 self.add_track(track)
         for spotify_id in seeds.playlists:
-            playlist = await self.json(f"/v1/playlists/{spotify_id}")
-            for item in await self.pages(playlist["items"]):
-                self.add_track(item["track"])
+            self.push("playlist", spotify_id)
         while self.queue:
             kind, spotify_id = self.queue.popleft()
-            await (self.artist if kind == "artist" else self.album)(spotify_id)
+            await getattr(self, kind)(spotify_id)
+
+    async def playlist(self, spotify_id: str) -> None:
+        playlist = await self.json(f"/v1/playlists/{spotify_id}")
+        if playlist is None:
+            return
+        self.playlists.add(spotify_id)
+        for position, item in enumerate(await self.pages(playlist["items"])):
+            track = item["track"]
+            assert track == item["item"]
+            if track is not None and track["type"] == "track" and not track["is_local"]:
+                self.add_track(track)
+            adder = item["added_by"]["id"] if item["added_by"] else None
+            self.playlist_items.add(
+                (
+                    spotify_id,
+                    position,
+                    track and track["type"],
+                    track and track["id"],
+                    item["added_at"],
+                    adder,
+                    item["is_local"],
+                )
+            )
 
     async def artist(self, spotify_id: str) -> None:
         if await self.json(f"/v1/artists/{spotify_id}") is None:
@@ -106,7 +156,9 @@ class NaiveCrawl:
             return
         self.artists.add(spotify_id)
         if self.expand.related_artists and self.extended:
-            for artist in (await self.json(f"/v1/artists/{spotify_id}/related-artists"))["artists"]:
+            related = (await self.json(f"/v1/artists/{spotify_id}/related-artists"))["artists"]
+            for rank, artist in enumerate(related):
+                self.related.add((spotify_id, artist["id"], rank))
                 self.push("artist", artist["id"])
         if self.expand.artist_albums:
             first = await self.json(
@@ -114,7 +166,9 @@ class NaiveCrawl:
                 include_groups=",".join(self.expand.artist_albums),
                 limit=50 if self.extended else 10,
             )
-            for album in await self.pages(first):
+            for position, album in enumerate(await self.pages(first)):
+                group = album.get("album_group")
+                self.artist_albums.add((spotify_id, album["id"], group, position))
                 self.push("album", album["id"])
 
     async def album(self, spotify_id: str) -> None:
@@ -164,7 +218,26 @@ async def test_ground_truth_matches_a_naive_http_crawl(sim_api: Any, name: str) 
     assert truth.albums == crawl.albums
     assert truth.tracks == set(crawl.tracks)
     assert truth.audio_features == features
+    assert truth.playlists == crawl.playlists
+    assert truth.related_artists == crawl.related
+    assert truth.artist_albums == crawl.artist_albums
+    assert truth.playlist_items == crawl.playlist_items
     assert len(truth.tracks) > 20 and truth.missing_artists
+    # Every kind of playlist item, and the searches' playlists besides the seed.
+    assert {
+        (kind, item_id is None, local) for _, _, kind, item_id, _, _, local in truth.playlist_items
+    } == {
+        ("track", False, False),
+        ("track", True, True),
+        ("episode", False, False),
+        (None, True, False),
+    }
+    assert None in {adder for *_, adder, _ in truth.playlist_items}
+    assert len(truth.playlists) == 3
+    if mode == "extended" and expand.related_artists:
+        assert truth.related_artists
+    assert bool(truth.artist_albums) == bool(expand.artist_albums)
+    assert {group is None for _, _, group, _ in truth.artist_albums} <= {mode == "development"}
     counted = (await api.server.stats())["by_endpoint"]
     assert {k: truth.calls.get(k, 0) for k in PAGED} == {k: counted.get(k, 0) for k in PAGED}
 
@@ -188,8 +261,15 @@ def test_development_track_fetches_depend_on_the_tracks_option() -> None:
     everything, auto, off = (development_truth(t) for t in (True, "auto", False))
     assert everything.tracks == auto.tracks == off.tracks
     assert everything.calls["track"] == len(everything.tracks)
-    # Only the track seed is not already known from an album page or a playlist.
-    assert auto.calls["track"] == off.calls["track"] == 1
+    # Only the track seed, and the tracks found by search on no album crawled and in no
+    # playlist, are not already known from a page.
+    albums = {CATALOG.decode(album)[1:3] for album in auto.albums}  # type: ignore[index]
+    listed = {M.playlist_item(2, k).track for k in range(M.playlist(2).items)}
+    searched = [
+        k for k in M.search_tracks(TRACK_SEARCH.q)[:23] if k[:2] not in albums and k not in listed
+    ]
+    assert 0 < len(searched) < 23
+    assert auto.calls["track"] == off.calls["track"] == 1 + len(searched)
     assert everything.calls["album"] == len(everything.albums)
     assert everything.calls["artists"] == len(everything.artists) + len(everything.missing_artists)
 
@@ -202,3 +282,28 @@ def test_unknown_seeds_cost_calls_but_write_nothing() -> None:
     )
     assert not (truth.artists or truth.albums or truth.tracks)
     assert truth.calls == {"albums.batch": 1, "tracks.batch": 1, "playlist": 1}
+
+
+def test_typed_search_seeds_cost_their_pages_and_seed_their_kind() -> None:
+    query = TRACK_SEARCH.q
+    found = M.search_tracks(query)
+    assert len(found) > 60
+    for mode, page in (("extended", 50), ("development", 10)):
+        truth = ground_truth(
+            CATALOG, Seeds(search=(Search(query, "track", 60),)), Expansion(tracks=True), mode
+        )
+        assert truth.calls["search"] == math.ceil(60 / page)
+        assert truth.tracks == {CATALOG.track_id(*key) for key in found[:60]}
+    word = M.artist(30).name.split()[1]
+    plain = ground_truth(CATALOG, Seeds(search=(word,)), Expansion())
+    assert plain == ground_truth(CATALOG, Seeds(search=(Search(word, "artist", 10),)), Expansion())
+    assert plain.artists == {CATALOG.artist_id(i) for i in M.search_artists(word)[:10]}
+    assert plain.calls["search"] == 1
+    nothing = ground_truth(
+        CATALOG, Seeds(search=(Search("no such title", "album", 99),)), Expansion()
+    )
+    assert nothing.calls == {"search": 1} and not nothing.albums
+    playlists = M.search_playlists("mix")[:2]
+    listed = ground_truth(CATALOG, Seeds(search=(Search("mix", "playlist", 2),)), Expansion())
+    assert listed.playlists == {CATALOG.playlist_id(q) for q in playlists}
+    assert len(listed.playlist_items) == sum(M.playlist(q).items for q in playlists)

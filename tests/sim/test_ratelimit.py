@@ -10,9 +10,7 @@ from crawler.sim.config import SimClient, SimConfig
 from crawler.sim.ratelimit import RateLimiter
 
 CATALOG = Catalog(50, seed=9)
-PATH = (
-    f"/v1/artists/{CATALOG.artist_id(next(i for i in range(50) if CATALOG.model.artist_exists(i)))}"
-)
+PATH = f"/v1/artists/{CATALOG.first_artist_ids()[0]}"
 LIMITED = {"error": {"status": 429, "message": "API rate limit exceeded"}}
 
 

@@ -2,7 +2,9 @@
 
 The description marks few fields as required, so for the objects the simulator builds every
 documented field is made required here (except the ones the real API only sends in special
-cases), which also proves development mode drops exactly the quota-only fields.
+cases), which also proves development mode drops exactly the quota-only fields.  Where the
+real API sends what the description leaves out (playlist items whose track was removed or
+whose adder it no longer names, local files), the schemas are widened by exactly that.
 """
 
 from __future__ import annotations
@@ -38,12 +40,42 @@ STRICT = {
     "SimplifiedTrackObject": {"is_playable", "linked_from", "restrictions"},
     "AudioFeaturesObject": set(),
     "PlaylistObject": set(),
+    "SimplifiedPlaylistObject": set(),
+    "PlaylistTracksRefObject": set(),
     "PlaylistTrackObject": set(),
     "PlaylistUserObject": set(),
     "FollowersObject": set(),
     "ImageObject": set(),
 }
 CATALOG = Catalog(120, seed=4)
+# A playlist track the way the real API sends a local file: a track object without an ID or
+# links, its names in the `spotify:local:` URI.
+LOCAL_TRACK = {
+    "type": "object",
+    "required": ["album", "artists", "duration_ms", "href", "id", "is_local", "name", "uri"],
+    "properties": {
+        "album": {
+            "type": "object",
+            "required": ["id", "name", "type"],
+            "properties": {"id": {"type": "null"}, "type": {"const": "album"}},
+        },
+        "artists": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name"],
+                "properties": {"id": {"type": "null"}, "name": {"type": "string"}},
+            },
+        },
+        "duration_ms": {"type": "integer"},
+        "href": {"type": "null"},
+        "id": {"type": "null"},
+        "is_local": {"const": True},
+        "name": {"type": "string"},
+        "type": {"const": "track"},
+        "uri": {"type": "string", "pattern": "^spotify:local:"},
+    },
+}
 
 
 def _openapi_to_jsonschema(node: Any) -> Any:
@@ -67,6 +99,12 @@ def _components(extended: bool) -> dict[str, Any]:
     schemas = components["schemas"]
     for name, optional in STRICT.items():
         schemas[name]["required"] = sorted(set(schemas[name]["properties"]) - optional)
+    schemas["LocalTrackObject"] = LOCAL_TRACK
+    item = schemas["PlaylistTrackObject"]["properties"]
+    item["added_by"]["nullable"] = True
+    for key in ("item", "track"):
+        item[key]["nullable"] = True
+        item[key]["oneOf"].append({"$ref": "#/components/schemas/LocalTrackObject"})
     if not extended:
         for schema in schemas.values():
             for part in [schema, *schema.get("allOf", [])]:
@@ -107,7 +145,18 @@ def samples(catalog: Catalog) -> dict[str, Any]:
         if m.album(i, a).tracks > 50
     )
     track = (album[0], album[1], 2)
-    playlist = next(q for q in range(catalog.playlists) if m.playlist(q).items > 60)
+    playlist = next(
+        q
+        for q in range(catalog.playlists)
+        if m.playlist(q).items > 60
+        and {m.playlist_item(q, k).kind for k in range(10, 60)} >= {"episode", "local", "removed"}
+    )
+    episode = next(
+        m.playlist_item(q, k).episode
+        for q in range(catalog.playlists)
+        for k in range(m.playlist(q).items)
+        if m.playlist_item(q, k).episode
+    )
     return {
         "artist": catalog.artist_id(artist),
         "artists": ",".join(
@@ -121,6 +170,7 @@ def samples(catalog: Catalog) -> dict[str, Any]:
             *next(k for k in ((*album, t) for t in range(1, 50)) if m.track(*k).has_features)
         ),
         "playlist": catalog.playlist_id(playlist),
+        "episode": catalog.episode_id(*episode),  # type: ignore[misc]
         "query": m.artist(artist).name.split()[0],
     }
 
@@ -139,6 +189,8 @@ COMMON = [
     ("/v1/playlists/{playlist}/items", {"limit": 50, "offset": 10}, "PagingPlaylistTrackObject"),
     ("/v1/playlists/{playlist}/tracks", {"limit": 100}, "PagingPlaylistTrackObject"),
     ("/v1/search", {"q": "{query}", "type": "artist,album,track", "limit": 10}, "SearchItems"),
+    ("/v1/search", {"q": "mix", "type": "playlist", "limit": 10}, "SearchItems"),
+    ("/v1/episodes/{episode}", {}, "EpisodeObject"),
 ]
 EXTENDED = [
     ("/v1/artists", {"ids": "{artists}"}, "ManyArtists"),
