@@ -61,6 +61,7 @@ from benchlib import (
 
 from crawler.core.config import SIM_CREDENTIAL, Credential
 from crawler.sim.config import SimClient, SimConfig
+from crawler.store.sqlite import task_totals
 
 PEER_SCRIPTS = {"spotipy": "spotipy_bfs.py", "tekore": "tekore_bfs.py"}
 SEED = 1
@@ -555,20 +556,12 @@ def scale(bench: Bench) -> Report:
     )
 
 
-def _checkpoint_tasks(db: Path) -> tuple[int, int]:
-    """(tasks, pending tasks) in a checkpoint, read-only so a running crawl is not disturbed."""
-    with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as con:
-        total, pending = con.execute(
-            "SELECT count(*), coalesce(sum(state = 0), 0) FROM task"
-        ).fetchone()
-    con.close()
-    return int(total), int(pending)
-
-
 def _interrupt_when(db: Path, tasks: int, sig: signal.Signals) -> Callable[[Any], None]:
     """An on_start hook: signals the crawl once its checkpoint holds `tasks` tasks."""
 
     def watch(proc: subprocess.Popen[bytes]) -> None:
+        # Rows, not tasks: an audio-features task shares its track's row, so the checkpoint
+        # holds at least `tasks` tasks when this fires.
         while proc.poll() is None:
             time.sleep(1.0)
             try:
@@ -608,7 +601,7 @@ def resume(bench: Bench) -> Report:
                 timeout_s=7200,
                 on_start=_interrupt_when(db, threshold, sig),
             )
-            tasks, pending = _checkpoint_tasks(db)
+            tasks, pending = task_totals(db)
             bench.log(f"resume run {i + 1}: interrupted with {tasks:,} tasks ({pending:,} pending)")
             run, proc, poller = bench.crawl(
                 "ours", sim, truth, out=out, poll_s=0.01, timeout_s=7200

@@ -58,6 +58,7 @@ from peers.peerlib import KINDS
 from crawler.core.config import Credential
 from crawler.sim.config import SimClient, SimConfig
 from crawler.sim.verify import Counts, Verification, verify
+from crawler.store.sqlite import committed_records
 
 # The simulator issues "BQ" + secrets.token_urlsafe(60) (crawler/sim/auth.py): 80 URL-safe
 # characters. The tokens live in another process, so they are found by their shape.
@@ -67,6 +68,7 @@ RESUME_PATTERN = re.compile(r"rate-limited until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d
 # The crawler's log lines for a 429's pause: a pause longer than the window is a ban.
 PAUSE_PATTERN = re.compile(r"rate-limited(?:: pausing it)? for ([0-9.]+) s")
 MAX_PARK_WAIT_S = 120.0  # never sleep longer than this for an exit 3, whatever it says
+POLL_S = 0.02  # how often a run's progress is looked at, to kill it at its mark
 SEED_ARTISTS = 3  # the first artists of a catalog may be deleted ones; three make it certain
 
 
@@ -87,7 +89,6 @@ class Plan:
     artists: int = 300
     kills: int = 20
     seed: int = 1
-    kill_after_s: tuple[float, float] = (1.0, 5.0)  # uniform, from each start (~0.75 s of it)
     latency_ms: float = 10.0
     rate: int = 36
     window_s: float = 3.0
@@ -106,7 +107,7 @@ class Plan:
     @classmethod
     def quick(cls, **changes: object) -> Plan:
         """A soak small enough for the test suite: a smaller catalog, fewer, earlier kills."""
-        base = cls(artists=100, kills=6, kill_after_s=(1.0, 3.0), rate=90, ban_after=150)
+        base = cls(artists=100, kills=6, rate=90, ban_after=150)
         return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -279,11 +280,13 @@ def run_soak(plan: Plan, work_dir: Path) -> Report:
         sim = Sim(_sim_spec(plan, creds))
     with sim:
         config.write_text(_config_text(plan, sim.url, truth, out_dir, creds))
+        marks = _kill_marks(rng, sum(map(len, truth.ids.values())), plan.kills)
         run = 0
         while time.monotonic() < deadline:
             run += 1
             log_path = logs / f"run-{run:03d}.log"
-            code = _one_run(plan, rng, config, log_path, deadline, report)
+            mark = marks[report.kills] if report.kills < len(marks) else None
+            code = _one_run(config, out_dir / "checkpoint.db", log_path, deadline, report, mark)
             text = log_path.read_text(errors="replace")
             report.bans += sum(float(s) > plan.window_s for s in PAUSE_PATTERN.findall(text))
             if code is None:  # killed; even the state right after a kill holds no line twice
@@ -324,22 +327,36 @@ def run_soak(plan: Plan, work_dir: Path) -> Report:
     return report
 
 
+def _kill_marks(rng: random.Random, records: int, kills: int) -> list[int]:
+    """When to kill: once the checkpoint has passed each of these numbers of committed
+    records (random, between 5 % and 95 % of the crawl), so every kill lands mid-crawl on a
+    machine of any speed; a restart that finds its mark already passed dies at start-up."""
+    return sorted(rng.sample(range(records * 5 // 100, records * 95 // 100), kills))
+
+
 def _one_run(
-    plan: Plan, rng: random.Random, config: Path, log_path: Path, deadline: float, report: Report
+    config: Path,
+    checkpoint: Path,
+    log_path: Path,
+    deadline: float,
+    report: Report,
+    mark: int | None,
 ) -> int | None:
-    """One crawler process; its exit code, or None if the soak killed it."""
-    kill_at = rng.uniform(*plan.kill_after_s) if report.kills < plan.kills else None
+    """One crawler process; its exit code, or None if the soak killed it at ``mark``."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(crawler_argv(config), cwd=ROOT, stdout=log, stderr=log)
-        try:
-            return proc.wait(timeout=kill_at or max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            if kill_at is None:
+        while (code := proc.poll()) is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
                 return -int(signal.SIGKILL)  # the deadline, not the schedule: a hung crawl
-            report.kills += 1
-            return None
+            if mark is not None and committed_records(checkpoint) >= mark:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                report.kills += 1
+                return None
+            time.sleep(POLL_S)
+        return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from crawler.sim.config import SimConfig
 from crawler.sim.groundtruth import Expansion, GroundTruth, Search, Seeds, ground_truth
 from crawler.sim.server import SimServer, start_sim
 from crawler.sim.verify import read_stream, verify
+from crawler.store.sqlite import committed_records
 
 FULL = orjson.loads(orjson.dumps(dataclasses.asdict(Expansion.full())))  # plain JSON values
 
@@ -241,24 +241,6 @@ def remount(path: Path, options: str) -> None:
 
 
 # -- interrupting a crawl at checkpoint progress, not after a fixed sleep -------------------
-
-
-def committed_records(checkpoint: Path) -> int:
-    """Records the crawl at ``checkpoint`` has committed so far (0 before it exists).
-
-    Read through SQLite in read-only mode, as ``status`` does, so a running crawl is not
-    disturbed; a crawl's progress is measured in commits, whatever the machine's speed.
-    """
-    if not checkpoint.exists():
-        return 0
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"{checkpoint.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-        ) as db:
-            (total,) = db.execute("SELECT coalesce(sum(lines), 0) FROM output").fetchone()
-    except sqlite3.OperationalError:  # not created yet (the schema comes with the first run)
-        return 0
-    return int(total)
 
 
 async def until_committed(

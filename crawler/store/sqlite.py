@@ -721,6 +721,33 @@ class SqliteStore:
         )
 
 
+# -- watching a crawl from another process (tests, benchmarks): read-only, never blocking it
+
+
+def _peek(checkpoint: Path, sql: str) -> tuple[int, ...]:
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{checkpoint.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        ) as db:
+            return tuple(int(v or 0) for v in db.execute(sql).fetchone())
+    except sqlite3.OperationalError:  # not created yet: the schema comes with the first run
+        return (0, 0)
+
+
+def committed_records(checkpoint: Path) -> int:
+    """Records a crawl has committed so far (0 before its checkpoint exists)."""
+    return _peek(checkpoint, "SELECT sum(lines), 0 FROM output")[0]
+
+
+def task_totals(checkpoint: Path) -> tuple[int, int]:
+    """(tasks, pending tasks) of a crawl, audio-features tasks included (a full scan)."""
+    tasks, pending = _peek(
+        checkpoint,
+        "SELECT count(*) + count(features), sum(state = 0) + sum(features = 0) FROM task",
+    )
+    return tasks, pending
+
+
 def _stream_paths(out_dir: Path) -> list[Path]:
     return [out_dir / stream_file(s) for s in STREAMS]
 
