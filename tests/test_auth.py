@@ -10,7 +10,7 @@ import pytest
 from crawler.api.client import SpotifyClient
 from crawler.core.errors import AuthError
 from crawler.core.stats import Stats
-from tests.test_client_fakes import (
+from tests.fakes import (
     CREDENTIAL,
     FAST,
     SECRET,

@@ -14,7 +14,7 @@ from crawler.api.retry import Backoff
 from crawler.core.errors import AllAccountsParked, RequestFailed
 from crawler.core.stats import Stats
 from crawler.sim.config import SimClient
-from tests.test_client_fakes import (
+from tests.fakes import (
     CREDENTIAL,
     DROP,
     FAST,
