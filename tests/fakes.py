@@ -13,10 +13,13 @@ import asyncio
 import base64
 import heapq
 import itertools
+import socket
+import ssl
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -150,6 +153,52 @@ async def running_recorder() -> AsyncIterator[Recorder]:
 
 FAST = Backoff(base_s=0.005, cap_s=0.05)
 
+# A self-signed certificate for 127.0.0.1 (valid until 2125), for a TLS server nobody trusts.
+SELF_SIGNED = Path(__file__).parent / "data" / "selfsigned.pem"
+SELF_SIGNED_KEY = SELF_SIGNED.with_suffix(".key")
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, so nothing else takes it, not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@dataclass
+class SilentServer:
+    """Accepts connections (TLS ones with SELF_SIGNED if ``tls``) and never answers."""
+
+    port: int = 0
+    connections: int = 0
+
+
+@asynccontextmanager
+async def silent_server(*, tls: bool = False) -> AsyncIterator[SilentServer]:
+    silent = SilentServer()
+    closing = asyncio.Event()  # each connection waits for it: the server's end
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.connections += 1
+        try:
+            await closing.wait()
+        finally:
+            writer.close()
+
+    context = None
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(SELF_SIGNED, SELF_SIGNED_KEY)
+    server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=context)
+    silent.port = server.sockets[0].getsockname()[1]
+    try:
+        yield silent
+    finally:
+        closing.set()
+        server.close()
+        await server.wait_closed()
+
 
 class FakeClock:
     """Virtual time: it moves only when a test moves it (``advance``), or with ``auto`` when
@@ -170,6 +219,7 @@ class FakeClock:
         self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._pending: list[tuple[asyncio.Future[None], asyncio.Event | None]] = []
+        self._entered = asyncio.Event()  # a task began to wait
 
     def monotonic(self) -> float:
         return self.now
@@ -195,7 +245,8 @@ class FakeClock:
     async def blocked(self, tasks: int) -> None:
         """Let the other tasks run until ``tasks`` of them wait on this clock."""
         while self.waiting < tasks:
-            await asyncio.sleep(0)
+            self._entered = entered = asyncio.Event()
+            await entered.wait()
 
     def advance(self, seconds: float) -> None:
         """Move time on and wake every wait whose deadline has come, earliest first."""
@@ -226,6 +277,7 @@ class FakeClock:
             waits.add(asyncio.ensure_future(event.wait()))
         entry = (timer, event)
         self._pending.append(entry)
+        self._entered.set()
         try:
             if self.auto and seconds is not None:
                 self.advance(max(0.0, seconds))

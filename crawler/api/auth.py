@@ -2,7 +2,8 @@
 
 However many workers need a token at once, each credential has at most one token request in
 flight: the others wait for its result, failure included (a token endpoint that cannot be
-reached is reported once, not once per waiting worker). A request that got a 401 invalidates
+reached is reported once, not once per waiting worker). A refused credential or an unreachable
+endpoint stays that way for the rest of the run: later calls fail at once. A request that got a 401 invalidates
 exactly the token it used, so a burst of 401s caused by one expired token leads to one refresh.
 """
 
@@ -62,6 +63,7 @@ class TokenSource:
         self._lock = asyncio.Lock()
         self._flights = 0  # token requests finished, successful or not
         self._failure: CrawlerError | None = None  # how the last one failed
+        self._fatal: AuthError | Unreachable | None = None  # no later call can succeed
 
     def _current(self) -> str | None:
         token = self._token
@@ -74,6 +76,8 @@ class TokenSource:
         value = self._current()
         if value is not None:
             return value
+        if self._fatal is not None:
+            raise self._fatal
         flights = self._flights
         async with self._lock:
             if self._flights != flights and self._failure is not None:
@@ -84,6 +88,8 @@ class TokenSource:
                     self._token = await self._fetch()
                 except CrawlerError as exc:
                     self._failure = exc
+                    if isinstance(exc, AuthError | Unreachable):
+                        self._fatal = exc
                     raise
                 else:
                     self._failure = None
