@@ -394,11 +394,13 @@ def crawler_config(
     *,
     max_artists: int = 0,
     crawl: dict[str, Any] | None = None,
+    api: dict[str, Any] | None = None,
 ) -> str:
     """A crawl.toml for one benchmark run: the simulator's addresses, the peers' expansion."""
     sections: list[tuple[str, dict[str, Any]]] = [("[[credentials]]", vars(c)) for c in credentials]
+    urls = {"base_url": url, "token_url": f"{url}/api/token"}
     sections += [
-        ("[api]", {"base_url": url, "token_url": f"{url}/api/token", "mode": "extended"}),
+        ("[api]", {**urls, "mode": "extended", **(api or {})}),
         ("[seeds]", {"artists": list(seeds)}),
         ("[expand]", {**EXPANSION, "max_artists": max_artists}),
         ("[crawl]", {"out_dir": out_dir, "progress": "off", **(crawl or {})}),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -154,53 +156,55 @@ async def test_a_refused_token_endpoint_is_named_after_one_retry_cycle(caplog) -
     assert caplog.messages == [f"token endpoint 127.0.0.1:{port}: connection refused; retrying"]
 
 
-async def test_a_token_host_that_does_not_resolve_fails_after_one_retry() -> None:
-    error, stats, _ = await unreachable_token(
-        "https://nonexistent.invalid/api/token", max_retries=6
-    )
-    assert str(error) == (
-        "cannot reach the token endpoint at nonexistent.invalid: "
-        "DNS lookup failed (the host name does not resolve)"
-    )
-    assert stats.retries == 1  # a resolver's hiccup gets one retry, not six
+@asynccontextmanager
+async def unresolvable() -> AsyncIterator[str]:
+    yield "https://nonexistent.invalid"
 
 
-async def test_a_token_endpoint_with_an_untrusted_certificate_fails_at_once() -> None:
+@asynccontextmanager
+async def untrusted_tls() -> AsyncIterator[str]:
     async with silent_server(tls=True) as tls:
-        error, stats, _ = await unreachable_token(
-            f"https://127.0.0.1:{tls.port}/api/token", max_retries=6
-        )
-    prefix = f"cannot reach the token endpoint at 127.0.0.1:{tls.port}: TLS certificate not trusted"
-    assert str(error) in {
-        f"{prefix} (self-signed certificate)",  # OpenSSL 3's wording
-        f"{prefix} (self signed certificate)",  # OpenSSL 1.1's
-    }
-    assert stats.retries == 0
+        yield f"https://127.0.0.1:{tls.port}"
 
 
-async def test_https_spoken_to_a_plain_http_token_endpoint_fails_at_once() -> None:
+@asynccontextmanager
+async def plain_http_as_https() -> AsyncIterator[str]:
     async with running_fake_api() as fake:
-        port = fake.url.rsplit(":", 1)[1]
-        error, stats, _ = await unreachable_token(
-            f"https://127.0.0.1:{port}/api/token", max_retries=6
-        )
-    assert str(error) == (
-        f"cannot reach the token endpoint at 127.0.0.1:{port}: "
-        "TLS handshake failed (is it an https server?)"
-    )
-    assert stats.retries == 0 and fake.token_requests == 0
+        yield fake.url.replace("http://", "https://")
 
 
-async def test_a_token_endpoint_that_never_answers_times_out_after_one_retry_cycle() -> None:
+@asynccontextmanager
+async def never_answering() -> AsyncIterator[str]:
     async with silent_server() as silent:
-        error, stats, _ = await unreachable_token(
-            f"http://127.0.0.1:{silent.port}/api/token", max_retries=1
-        )
-    assert str(error) == (
-        f"cannot reach the token endpoint at 127.0.0.1:{silent.port}: "
-        "timed out waiting for an answer"
-    )
-    assert stats.retries == 1 and silent.connections == 2
+        yield f"http://127.0.0.1:{silent.port}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "causes", "retries"),
+    [
+        (unresolvable, {"DNS lookup failed (the host name does not resolve)"}, 1),
+        (
+            untrusted_tls,
+            {  # OpenSSL 3's wording, and 1.1's
+                "TLS certificate not trusted (self-signed certificate)",
+                "TLS certificate not trusted (self signed certificate)",
+            },
+            0,
+        ),
+        (plain_http_as_https, {"TLS handshake failed (is it an https server?)"}, 0),
+        (never_answering, {"timed out waiting for an answer"}, 6),
+    ],
+)
+async def test_each_cause_of_an_unreachable_token_endpoint_is_named(
+    endpoint: Callable[[], AbstractAsyncContextManager[str]], causes: set[str], retries: int
+) -> None:
+    # DNS and TLS failures will not change within a retry cycle: at most one retry. A port that
+    # accepts and never answers may be a server starting: the whole cycle (6 retries).
+    async with endpoint() as origin:
+        error, stats, _ = await unreachable_token(f"{origin}/api/token", max_retries=6)
+    authority = origin.split("://", 1)[1]
+    assert str(error) in {f"cannot reach the token endpoint at {authority}: {c}" for c in causes}
+    assert stats.retries == retries
 
 
 async def test_workers_waiting_for_an_unreachable_token_endpoint_share_one_retry_cycle() -> None:

@@ -3,8 +3,9 @@
 However many workers need a token at once, each credential has at most one token request in
 flight: the others wait for its result, failure included (a token endpoint that cannot be
 reached is reported once, not once per waiting worker). A refused credential or an unreachable
-endpoint stays that way for the rest of the run: later calls fail at once. A request that got a 401 invalidates
-exactly the token it used, so a burst of 401s caused by one expired token leads to one refresh.
+endpoint stays that way for the rest of the run: later calls fail at once. A request that got
+a 401 invalidates exactly the token it used, so a burst of 401s caused by one expired token
+leads to one refresh.
 """
 
 from __future__ import annotations

@@ -366,11 +366,11 @@ class SpotifyClient:
         )
 
     async def album_tracks(self, album_id: str, offset: int) -> Page:
-        params = {"limit": str(PAGE_LIMIT), "offset": str(offset)}
-        path = f"/v1/albums/{album_id}/tracks"
-        return self._page(
-            "album.tracks", await self._get("album.tracks", path, params, decode=decode_page)
+        endpoint, params = "album.tracks", {"limit": str(PAGE_LIMIT), "offset": str(offset)}
+        reply = await self._get(
+            endpoint, f"/v1/albums/{album_id}/tracks", params, decode=decode_page
         )
+        return self._page(endpoint, reply)
 
     async def playlist_items(self, playlist_id: str, offset: int) -> Page:
         """One page of items, raw; 50 a page, or less where the app is refused 50."""

@@ -43,12 +43,6 @@ class Page(Struct):
     limit: int = 0
 
 
-class EntityPage(Struct):
-    items: list[Entity]
-    total: int
-    limit: int
-
-
 class ArtistAlbum(Struct):
     """An item of an artist's albums: which album, and as what (None where the API omits it,
     as development mode does)."""
@@ -134,10 +128,6 @@ class ItemRef(Struct):
 
 class RelatedArtists(Struct):
     artists: list[Entity]
-
-
-class ArtistSearch(Struct):
-    artists: EntityPage
 
 
 # Batch envelopes: one list of raw objects (``null`` for unknown IDs) under the kind's key.
