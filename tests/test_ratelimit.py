@@ -15,6 +15,7 @@ import pytest
 
 from crawler.api.account import Ticket
 from crawler.api.budget import INITIAL_BUDGET, RAMP_STEP, SAFETY, Budget, Pacer, pace
+from crawler.api.capabilities import Capabilities
 from crawler.api.pool import AccountPool
 from crawler.api.retry import Backoff
 from crawler.core.errors import AllAccountsParked
@@ -119,7 +120,7 @@ def test_slow_start_doubles_the_requests_in_flight_every_round_trip() -> None:
         full = int(budget.in_flight)
         allowed.append(full)
         for _ in range(full):  # a round trip of successes, each sent with all allowed out
-            budget.grow(limited=False, in_flight=full)
+            budget.grow(limited=False, in_flight=full, accepted=0)
     assert allowed == [2, 4, 8, 16, 32, 32]  # bounded by the crawl's concurrency
     assert budget.slow_start and budget.value == math.inf  # no pace while nothing binds
 
@@ -127,10 +128,12 @@ def test_slow_start_doubles_the_requests_in_flight_every_round_trip() -> None:
 def test_slow_start_grows_only_while_the_allowance_is_what_holds_the_crawl_back() -> None:
     budget = Budget(0, max_in_flight=32)
     for _ in range(10):
-        budget.grow(limited=False, in_flight=4)  # half the allowance out counts, up to 8 of 9
+        budget.grow(
+            limited=False, in_flight=4, accepted=0
+        )  # half the allowance out counts, up to 8 of 9
     assert budget.in_flight == 9
     for _ in range(10):
-        budget.grow(limited=False, in_flight=4)  # fewer than half of 9 out: no evidence
+        budget.grow(limited=False, in_flight=4, accepted=0)  # fewer than half of 9 out: no evidence
     assert budget.in_flight == 9
 
 
@@ -149,15 +152,17 @@ def test_probing_adds_one_request_per_window_then_doubles_its_step() -> None:
     for _ in range(4):
         before = budget.value
         while budget.value - before < 0.99 * 2 ** len(gains):  # one window's worth
-            budget.grow(limited=True, in_flight=1)
+            budget.grow(limited=True, in_flight=1, accepted=1000)
         gains.append(round(budget.value - before))
     assert gains == [1, 2, 4, 8]
     budget.cut(accepted=300)  # the next 429 starts over at one request per window
     before = budget.value
     for _ in range(10):
-        budget.grow(limited=True, in_flight=1)
+        budget.grow(limited=True, in_flight=1, accepted=1000)
     assert budget.value - before == pytest.approx(10 / 291, rel=0.01)
-    budget.grow(limited=False, in_flight=1)  # it did not wait for the pace: no evidence
+    budget.grow(
+        limited=False, in_flight=1, accepted=1000
+    )  # it did not wait for the pace: no evidence
     assert budget.value - before == pytest.approx(10 / 291, rel=0.01)
 
 
@@ -166,7 +171,7 @@ def test_429_while_the_account_was_lightly_used_halves_instead_of_measuring() ->
     budget.cut(accepted=10)  # someone else used the account: 10 says nothing about the limit
     assert budget.estimate == 200
     assert budget.value == pytest.approx(100 * SAFETY)
-    budget.grow(limited=True, in_flight=1)
+    budget.grow(limited=True, in_flight=1, accepted=1000)
     assert budget.value == pytest.approx(100 * SAFETY + RAMP_STEP)  # regrows fast to 97 % of 200
 
 
@@ -175,15 +180,25 @@ def test_a_slow_start_into_a_window_someone_else_filled_goes_on_paced_and_rampin
     budget.cut(accepted=3)  # an earlier run's requests still fill the server's window
     assert budget.ramping and not budget.slow_start
     assert budget.value == INITIAL_BUDGET / 2
-    budget.grow(limited=True, in_flight=1)
+    budget.grow(limited=True, in_flight=1, accepted=1000)
     assert budget.value == INITIAL_BUDGET / 2 + RAMP_STEP
+    for _ in range(100):
+        budget.grow(limited=True, in_flight=1, accepted=20)
+    assert budget.value == 40  # no further than twice what the window accepted
+
+
+def test_a_budget_an_earlier_run_measured_is_paced_to_from_the_start() -> None:
+    budget = Budget(0, max_in_flight=32, measured=100)
+    assert budget.learning and not budget.ramping and not budget.slow_start
+    assert (budget.estimate, budget.value) == (100, pytest.approx(100 * SAFETY))
+    assert Budget(300, measured=100).value == 300  # a configured rate is not overridden
 
 
 def test_known_budget_starts_at_the_rate_and_never_exceeds_it() -> None:
     budget = Budget(300)
     assert budget.value == 300 and not budget.learning and not budget.slow_start
     for _ in range(1000):
-        budget.grow(limited=True, in_flight=1)
+        budget.grow(limited=True, in_flight=1, accepted=1000)
     assert budget.value == 300
     budget.cut(accepted=250)
     assert budget.value == pytest.approx(250 * SAFETY)
@@ -234,6 +249,37 @@ async def test_a_limit_measured_in_the_first_window_is_measured_again_after_it()
     clock.advance(1.1)  # past the first window and the 20 requests' span (1.06 s)
     accounts.accepted(await accounts.acquire())
     assert budget.ramping
+
+
+async def test_every_measurement_is_told_for_the_next_run() -> None:
+    clock, told = FakeClock(), []
+    accounts = AccountPool(
+        {"a": (0, 30.0)},
+        max_retry_after_s=60,
+        backoff=Backoff(),
+        clock=clock,
+        max_in_flight=32,
+        on_measured=lambda name, requests: told.append((name, requests)),
+    )
+    for _ in range(20):
+        accounts.accepted(await accounts.acquire())
+    refused, late = await accounts.acquire(), await accounts.acquire()
+    accounts.rate_limited(refused, 30.0, quota_exceeded=False)
+    accounts.accepted(late)
+    assert told == [("a", 20), ("a", 21)]
+
+
+async def test_a_budget_from_an_earlier_run_is_measured_again_after_the_first_window() -> None:
+    clock = FakeClock()
+    accounts = AccountPool(
+        {"a": (0, 1.0)}, max_retry_after_s=60, backoff=Backoff(), clock=clock, measured={"a": 20}
+    )
+    (account,) = accounts.accounts
+    assert account.budget.value == pytest.approx(20 * SAFETY) and not account.budget.ramping
+    accounts.accepted(await accounts.acquire())
+    clock.advance(1.0)
+    accounts.accepted(await accounts.acquire())
+    assert account.budget.ramping  # grows until a 429 measures the limit as it is now
 
 
 # ---------------------------------------------------------------- the pool
@@ -390,6 +436,19 @@ async def test_reaching_the_limit_in_the_first_window_earns_no_ban(sim_server) -
         (account,) = client.status().accounts
     assert not account.parked_for_run
     assert 0 < (await sim.stats())["throttled"] <= 2 * concurrency
+
+
+async def test_a_resumed_crawl_paces_to_the_budget_it_measured_before(sim_server) -> None:
+    sim = await sim_server(rate=40, window_s=1.0, latency_ms=5)
+    artists = existing_artists(sim.catalog, 50)
+    async with sim_client(sim, rate=0, window_s=1.0, concurrency=8) as client:
+        await asyncio.gather(*(client.artists([artists[i % 50]]) for i in range(60)))
+        learned = client.capabilities.to_dict()
+    assert 36 <= learned["budgets"]["sim-account"] <= 44  # the simulator's 40
+    resumed = Capabilities.from_dict(learned)
+    async with sim_client(sim, rate=0, window_s=1.0, capabilities=resumed) as client:
+        (status,) = client.status().accounts
+    assert status.rate == pytest.approx(learned["budgets"]["sim-account"] * SAFETY)
 
 
 async def test_a_crawl_started_into_a_full_window_earns_no_ban(sim_server) -> None:

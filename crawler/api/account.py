@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crawler.api.budget import Budget, Pacer, span
@@ -40,10 +41,15 @@ class Account:
         *,
         clock: Clock,
         max_in_flight: float = math.inf,
+        measured: float | None = None,
+        on_measured: Callable[[str, int], None] | None = None,
     ) -> None:
+        """``measured``: the budget an earlier run measured (see Budget); ``on_measured`` is
+        told every budget this one measures, so that a later run can start from it."""
         self.name = name
         self.window_s = window_s
-        self.budget = Budget(rate, max_in_flight)
+        self.budget = Budget(rate, max_in_flight, measured)
+        self._on_measured = on_measured
         self._clock = clock
         self._span = span(window_s)
         self._pacer: Pacer | None = None  # none while the budget is unpaced (slow start)
@@ -63,6 +69,7 @@ class Account:
         self.bare_429s = 0  # consecutive 429s without Retry-After, for the backoff
         self.quota_exceeded = False
         self.warned_quota = False
+        self._retune()
 
     def parked(self, now: float) -> bool:
         return self.parked_for_run or now < self.parked_until
@@ -124,6 +131,8 @@ class Account:
         self.in_flight += 1
         if self._first_sent is None:
             self._first_sent = now
+            if self.budget.learning and not self.budget.ramping:  # an earlier run measured it
+                self._remeasure_at = now + self.window_s
         return Ticket(self, now, limited, self.in_flight)
 
     def released(self, ticket: Ticket) -> bool:
@@ -139,7 +148,7 @@ class Account:
         """Learn from a success; False (and nothing learned) if it was settled already."""
         if not self.released(ticket):
             return False
-        self._recent(self._accepted, self._clock.monotonic())
+        accepted = self._recent(self._accepted, self._clock.monotonic()) + 1
         self._accepted.append(ticket.sent_at)
         self.bare_429s = 0
         self.quota_exceeded = False
@@ -153,7 +162,8 @@ class Account:
             and ticket.sent_at > self._measured_at - self.window_s
         ):
             self.budget.accepted_late()
-        self.budget.grow(ticket.limited, ticket.in_flight)
+            self._tell_measured()
+        self.budget.grow(ticket.limited, ticket.in_flight, accepted)
         self._retune()
         return True
 
@@ -178,6 +188,10 @@ class Account:
             self._pacer.retune(value, self._span, now)
         self.notify()
 
+    def _tell_measured(self) -> None:
+        if self._on_measured is not None:
+            self._on_measured(self.name, round(self.budget.estimate))
+
     def cut(self, ticket: Ticket) -> None:
         """A 429 for ``ticket``: measure the budget, or cut it (see Budget)."""
         old, was_ramping = self.budget.value, self.budget.ramping
@@ -187,6 +201,7 @@ class Account:
         measured = was_ramping and not self.budget.ramping
         if measured:
             self._measured_at = ticket.sent_at
+            self._tell_measured()
             if self._first_sent is not None:
                 first_window_ends = self._first_sent + self.window_s
                 if ticket.sent_at < first_window_ends:

@@ -95,18 +95,29 @@ class Budget:
     A measurement below half the initial budget (or half the current one, if smaller) is too
     small to trust, as it may be the tail of someone else's use of the account: it halves the
     budget instead (or, ending a slow start, paces at half the initial budget) and a paced
-    ramp of RAMP_STEP per limited success goes on until a 429 measures. For the same reason
-    Account measures once more (``remeasure``) after its first window: until then the
-    server's window may still hold an earlier run's requests.
+    ramp of RAMP_STEP per limited success goes on until a 429 measures. A paced ramp never
+    runs ahead of twice what the window has accepted: it meets the limit at no more than
+    twice its pace, so the requests that pass the limit before its first 429 are few.
+
+    For the same reason as above, Account measures once more (``remeasure``) after its first
+    window: until then the server's window may still hold an earlier run's requests.
+
+    ``measured``: what an earlier run of the crawl measured (rate 0 only). The account starts
+    as if it had just measured it, paced, with no blind slow start into the limit; Account
+    measures again after the first window, as the limit may have changed since.
     """
 
-    def __init__(self, rate: int, max_in_flight: float = math.inf) -> None:
+    def __init__(
+        self, rate: int, max_in_flight: float = math.inf, measured: float | None = None
+    ) -> None:
         self.ceiling: float = rate or math.inf
         self.estimate: float = rate or math.inf  # believed server budget; inf until measured
         self.value: float = rate or math.inf  # paced requests per window; inf: not paced
         self.in_flight: float = math.inf if rate else float(INITIAL_IN_FLIGHT)
         self.max_in_flight = max_in_flight
         self.learning = rate == 0
+        if self.learning and measured:
+            self.estimate, self.value, self.in_flight = measured, measured * SAFETY, math.inf
         self._probe_step = 1.0  # requests added per window's worth of successes
         self._probed = 0  # successes since the step last doubled
 
@@ -119,8 +130,9 @@ class Budget:
     def slow_start(self) -> bool:
         return self.value == math.inf and self.learning
 
-    def grow(self, limited: bool, in_flight: int) -> None:
-        """A success of a request that waited (``limited``) or went with ``in_flight`` out."""
+    def grow(self, limited: bool, in_flight: int, accepted: int) -> None:
+        """A success of a request that waited (``limited``) or went with ``in_flight`` out,
+        with ``accepted`` requests accepted within the last window."""
         if self.slow_start:
             if 2 * in_flight >= self.in_flight:
                 self.in_flight = min(self.max_in_flight, self.in_flight + 1)
@@ -128,7 +140,7 @@ class Budget:
         if not limited:
             return  # the budget is not what holds the crawl back: no evidence to grow on
         if self.value < self.estimate * SAFETY:  # ramping, or regrowing after a halving
-            self.value += RAMP_STEP
+            self.value = max(self.value, min(self.value + RAMP_STEP, 2.0 * accepted))
         else:
             self.value += self._probe_step / self.value
             self._probed += 1

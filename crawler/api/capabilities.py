@@ -38,6 +38,9 @@ class Capabilities:
     audio_features: bool | None = None
     search_limit: int = FULL_PAGE_LIMIT
     playlist_items_limit: int = FULL_PAGE_LIMIT
+    # Requests per window measured for each account with an unknown rate (rate = 0), so a
+    # resumed crawl paces to them from its first request instead of slow-starting into them.
+    budgets: dict[str, int] = field(default_factory=dict)
     changed: bool = field(default=False, compare=False)
 
     @classmethod
@@ -78,8 +81,16 @@ class Capabilities:
         self.changed = True
         return True
 
+    def measured(self, account: str, requests: int) -> None:
+        """Record an account's measured budget (requests per window)."""
+        if self.budgets.get(account) != requests:
+            self.budgets[account] = requests
+            self.changed = True
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "changed"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "changed"}
+        data["budgets"] = dict(self.budgets)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Capabilities:

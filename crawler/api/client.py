@@ -186,6 +186,8 @@ class SpotifyClient:
             backoff=self._backoff,
             clock=clock,
             max_in_flight=concurrency,
+            measured=self.capabilities.budgets,
+            on_measured=self.capabilities.measured,
         )
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None

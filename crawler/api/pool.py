@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,20 +55,31 @@ class AccountPool:
         backoff: Backoff,
         clock: Clock = SYSTEM_CLOCK,
         max_in_flight: float = math.inf,
+        measured: Mapping[str, int] | None = None,
+        on_measured: Callable[[str, int], None] | None = None,
     ) -> None:
         """``accounts`` maps each account name to its (rate, window_s).
 
         ``max_in_flight`` (the crawl's concurrency, which is also the number of connections)
         bounds the tickets out at once: a ticket is a send time, and one that waited for a
         connection afterwards would make the pace and the window log lie. It also bounds an
-        account's slow start.
+        account's slow start. ``measured`` and ``on_measured``: budgets of accounts with an
+        unknown rate, as an earlier run measured them, and where new measurements go.
         """
         self._clock = clock
         self._max_in_flight = max_in_flight
         self.in_flight = 0  # tickets handed out and not settled, plus acquirers holding a place
         self._freed = asyncio.Event()
         self.accounts = [
-            Account(name, rate, w, clock=clock, max_in_flight=max_in_flight)
+            Account(
+                name,
+                rate,
+                w,
+                clock=clock,
+                max_in_flight=max_in_flight,
+                measured=(measured or {}).get(name),
+                on_measured=on_measured,
+            )
             for name, (rate, w) in accounts.items()
         ]
         self._max_retry_after_s = max_retry_after_s
