@@ -102,8 +102,9 @@ class Account:
 
     def notify(self) -> None:
         """Wake the requests waiting for room (something settled, was retuned or parked)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self.queued:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     async def admit(self) -> Ticket | None:
         """Wait for room; None if the account got parked meanwhile.

@@ -67,9 +67,10 @@ class AccountPool:
         unknown rate, as an earlier run measured them, and where new measurements go.
         """
         self._clock = clock
-        self._max_in_flight = max_in_flight
-        self.in_flight = 0  # tickets handed out and not settled, plus acquirers holding a place
-        self._freed = asyncio.Event()
+        # Places in flight: tickets out, plus acquirers holding one while they wait for an
+        # account. A semaphore wakes one waiter per freed place (there may be many: each
+        # single-ID fallback of a batch waits here), and waiting for a place takes no time.
+        self._places = None if max_in_flight == math.inf else asyncio.Semaphore(int(max_in_flight))
         self.accounts = [
             Account(
                 name,
@@ -88,9 +89,8 @@ class AccountPool:
 
     async def acquire(self) -> Ticket:
         """A ticket on the least loaded usable account, waiting while all are briefly parked."""
-        while self.in_flight >= self._max_in_flight:
-            await self._clock.wait(self._freed, None)
-        self.in_flight += 1
+        if self._places is not None:
+            await self._places.acquire()
         try:
             while True:
                 now = self._clock.monotonic()
@@ -106,9 +106,8 @@ class AccountPool:
             raise
 
     def _free(self) -> None:
-        self.in_flight -= 1
-        self._freed.set()
-        self._freed = asyncio.Event()
+        if self._places is not None:
+            self._places.release()
 
     async def _wait_for_unpark(self, now: float) -> None:
         waiting = [a.parked_until for a in self.accounts if not a.parked_for_run]
