@@ -3,7 +3,7 @@
 Final answers are 2xx with a body of the expected shape, and 4xx other than 401/429 (the
 caller decides what a 403 or 404 means for its endpoint). Everything else is retried:
 
-* 429: park the account (ratelimit.AccountPool), then retry at once on whichever account is
+* 429: park the account (pool.AccountPool), then retry at once on whichever account is
   free; not counted against ``max_retries``, since waiting is the cure;
 * 401: the token was refused (expired); invalidate exactly that token and retry at once;
 * 5xx, connection errors, timeouts, truncated or unparsable bodies, bodies of the wrong
@@ -106,6 +106,8 @@ class Transport:
                 except TRANSIENT_ERRORS as exc:
                     self._unreached(exc, failures)
                     reason, pause = describe(exc), True
+                    if isinstance(exc, TimeoutError):  # one slow answer: this request's failure
+                        reason += f" waiting for {self._http.origin.authority}"
                 else:
                     self._stats.record_response(endpoint, raw.status)
                     if raw.status == 429:
