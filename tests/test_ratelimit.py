@@ -184,7 +184,7 @@ def test_a_slow_start_into_a_window_someone_else_filled_goes_on_paced_and_rampin
     assert budget.value == INITIAL_BUDGET / 2 + RAMP_STEP
     for _ in range(100):
         budget.grow(limited=True, in_flight=1, accepted=20)
-    assert budget.value == 40  # no further than twice what the window accepted
+    assert budget.value == 40  # no further than twice the rate requests were accepted at
 
 
 def test_a_budget_an_earlier_run_measured_is_paced_to_from_the_start() -> None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crawler.api.budget import Budget, Pacer, span
+from crawler.api.budget import RAMP_HORIZON, Budget, Pacer, span
 from crawler.api.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Account:
         self._tuned_for = math.nan
         self._sent: deque[float] = deque()  # send times within the last span
         self._accepted: deque[float] = deque()  # send times of requests not refused by a 429
+        self._lately: deque[float] = deque()  # their answer times within the ramp's horizon
         self.in_flight = 0
         self.queued = 0
         self._changed = asyncio.Event()  # room may have appeared: waiters look again
@@ -149,8 +150,13 @@ class Account:
         """Learn from a success; False (and nothing learned) if it was settled already."""
         if not self.released(ticket):
             return False
-        accepted = self._recent(self._accepted, self._clock.monotonic()) + 1
+        now = self._clock.monotonic()
+        self._recent(self._accepted, now)
         self._accepted.append(ticket.sent_at)
+        horizon = self.window_s * RAMP_HORIZON
+        while self._lately and self._lately[0] <= now - horizon:
+            self._lately.popleft()
+        self._lately.append(now)
         self.bare_429s = 0
         self.quota_exceeded = False
         if self._remeasure_at is not None and ticket.sent_at >= self._remeasure_at:
@@ -164,7 +170,7 @@ class Account:
         ):
             self.budget.accepted_late()
             self._tell_measured()
-        self.budget.grow(ticket.limited, ticket.in_flight, accepted)
+        self.budget.grow(ticket.limited, ticket.in_flight, len(self._lately) * self._span / horizon)
         self._retune()
         return True
 

@@ -26,8 +26,10 @@ WINDOW_PAD_S = 0.05
 INITIAL_IN_FLIGHT = 2
 # A 429 that measured fewer than half of this is no measurement (see Budget.cut).
 INITIAL_BUDGET = 30.0
-# A paced ramp (after such a 429, or to measure again) grows by this per limited success.
+# A paced ramp (after such a 429, or to measure again) grows by this per limited success...
 RAMP_STEP = 6.0
+# ... up to twice the rate at which requests were accepted over this share of the window.
+RAMP_HORIZON = 1 / 30
 # After a 429, run at this share of the requests the server had just accepted.
 SAFETY = 0.97
 MIN_BUDGET = 2.0
@@ -96,8 +98,10 @@ class Budget:
     small to trust, as it may be the tail of someone else's use of the account: it halves the
     budget instead (or, ending a slow start, paces at half the initial budget) and a paced
     ramp of RAMP_STEP per limited success goes on until a 429 measures. A paced ramp never
-    runs ahead of twice what the window has accepted: it meets the limit at no more than
-    twice its pace, so the requests that pass the limit before its first 429 are few.
+    runs ahead of twice the rate its requests were accepted at lately (over RAMP_HORIZON of
+    the window: 1 s of Spotify's 30): it doubles about that often, and meets the limit at no
+    more than twice the pace the server grants, so the requests that pass the limit before
+    its first 429 are few.
 
     For the same reason as above, Account measures once more (``remeasure``) after its first
     window: until then the server's window may still hold an earlier run's requests.
@@ -130,9 +134,9 @@ class Budget:
     def slow_start(self) -> bool:
         return self.value == math.inf and self.learning
 
-    def grow(self, limited: bool, in_flight: int, accepted: int) -> None:
-        """A success of a request that waited (``limited``) or went with ``in_flight`` out,
-        with ``accepted`` requests accepted within the last window."""
+    def grow(self, limited: bool, in_flight: int, accepted: float) -> None:
+        """A success of a request that waited (``limited``) or went with ``in_flight`` out;
+        ``accepted``: the recent rate of accepted requests, in requests per window."""
         if self.slow_start:
             if 2 * in_flight >= self.in_flight:
                 self.in_flight = min(self.max_in_flight, self.in_flight + 1)
