@@ -6,6 +6,8 @@ truth (exact ID sets, no duplicate lines: a fast wrong crawl counts for nothing)
 table of medians, then the targets it met or missed.  Scenarios:
 
   latency            50 ms mean latency, 150 artists: ours vs the spotipy and tekore peers
+  latency-default    the same crawl with the shipped crawl.toml defaults (rate = 0, mode =
+                     "auto") beside the same crawl told a budget that never binds
   ratelimit-known    2 accounts × 300 req / 30 s, the crawler is told the budget
   ratelimit-unknown  the same, the crawler has to discover it (rate = 0)
   scale              ≥ 1M tracks, no latency: throughput, CPU, peak RSS, commit cost
@@ -30,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +176,18 @@ class Bench:
         return self.workdir / f"{self._serial:03d}-{tag}"
 
     def argv(
-        self, crawler: str, sim: Sim, truth: Truth, out: Path, credentials: Sequence[Credential]
+        self,
+        crawler: str,
+        sim: Sim,
+        truth: Truth,
+        out: Path,
+        credentials: Sequence[Credential],
+        api: dict[str, Any] | None = None,
     ) -> list[str]:
-        if crawler != "ours":
+        if crawler in PEER_SCRIPTS:
             return peer_argv(PEER_SCRIPTS[crawler], sim.url, out, truth.seeds)
         config = out.with_suffix(".toml")
-        config.write_text(crawler_config(sim.url, truth.seeds, out, credentials))
+        config.write_text(crawler_config(sim.url, truth.seeds, out, credentials, api=api))
         return crawler_argv(config)
 
     def crawl(
@@ -194,9 +202,10 @@ class Bench:
         out: Path | None = None,
         on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
         check: bool = True,
+        api: dict[str, Any] | None = None,
     ) -> tuple[Run, Proc, StatsPoller | None]:
         out = out or self.out_dir(crawler)
-        argv = self.argv(crawler, sim, truth, out, credentials)
+        argv = self.argv(crawler, sim, truth, out, credentials, api)
         sim.reset()
         sim_cpu, (busy, steal) = sim.cpu_s(), busy_cpu_s()
         poller = StatsPoller(sim, poll_s) if poll_s else None
@@ -334,6 +343,118 @@ def latency(bench: Bench) -> Report:
             "apply none); rate = 0 would make it discover a limit from a slow start",
             "mean in flight: the simulator's in_flight sampled every 20 ms from the first "
             "request on; peak RSS: VmHWM of the crawl process",
+        ],
+    )
+
+
+# The shipped crawl.toml's credential and [api] defaults (crawl.toml): an unknown limit.
+SHIPPED = Credential("sim-client", "sim-secret", "main", rate=0, window_s=30.0)
+SHIPPED_API = {"mode": "auto"}
+LATENCY_S, CONCURRENCY = 0.05, 32  # the simulator's mean latency; the shipped concurrency
+
+
+def latency_default(bench: Bench) -> Report:
+    """The latency crawl as a new user runs it: rate = 0, beside the same crawl told a budget."""
+    variants = {
+        "ours-default": SHIPPED,  # rate = 0
+        "ours-told": replace(SHIPPED, rate=UNBOUNDED.rate),  # rate = 1,000,000
+    }
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    truth = ground_truth(LATENCY_ARTISTS, SEED)
+    with Sim(SimSpec(LATENCY_ARTISTS, SEED, SimConfig(latency_ms=LATENCY_S * 1000))) as sim:
+        for i in range(bench.args.runs):
+            names = list(variants)
+            for name in names[i % 2 :] + names[: i % 2]:  # alternate which goes first
+                run, proc, poller = bench.crawl(
+                    name, sim, truth, credentials=[variants[name]], api=SHIPPED_API, poll_s=0.01
+                )
+                assert poller is not None
+                first = poller.first_at - proc.started if poller.first_at else math.nan
+                floor = run.calls * LATENCY_S / CONCURRENCY
+                run.extra = {
+                    "mean_in_flight": poller.mean_in_flight(),
+                    "to_first_request_s": first,
+                    "floor_s": floor,
+                    "vs_floor": run.wall_s / floor,
+                }
+                runs[name].append(run)
+                bench.log(
+                    f"latency-default run {i + 1}: {name} {run.wall_s:.2f} s, {run.calls} calls, "
+                    f"first request after {first:.3f} s, {'ok' if run.ok else 'WRONG'}"
+                )
+    default, told = (runs[name] for name in variants)
+    rows = [
+        [
+            name,
+            _correct(rs),
+            _med(rs, lambda r: r.wall_s),
+            _med(rs, lambda r: r.cpu_s),
+            int(_med(rs, lambda r: r.calls)),
+            int(_med(rs, lambda r: r.throttled)),
+            _med(rs, lambda r: r.extra["mean_in_flight"]),
+            int(_med(rs, lambda r: r.peak_in_flight)),
+            _med(rs, lambda r: r.extra["to_first_request_s"]),
+            _med(rs, lambda r: r.extra["floor_s"]),
+            _med(rs, lambda r: r.extra["vs_floor"]),
+        ]
+        for name, rs in runs.items()
+    ]
+    good = _all_ok(default) and _all_ok(told)
+    ratio = _med(default, lambda r: r.wall_s) / _med(told, lambda r: r.wall_s)
+    vs_floor = _med(default, lambda r: r.extra["vs_floor"])
+    first = _med(default, lambda r: r.extra["to_first_request_s"])
+    checks = [
+        Check(
+            "target 1: wall, unknown limit / told a budget",
+            f"{ratio:.2f}× ({_med(default, lambda r: r.wall_s):.2f} s / "
+            f"{_med(told, lambda r: r.wall_s):.2f} s)",
+            "≤ 1.15×",
+            good and ratio <= 1.15,
+        ),
+        Check(
+            "target 3: wall / latency floor (calls × 50 ms ÷ 32), defaults",
+            f"{vs_floor:.2f}× ({_med(default, lambda r: r.wall_s):.2f} s / "
+            f"{_med(default, lambda r: r.extra['floor_s']):.2f} s)",
+            "≤ 1.5×",
+            good and vs_floor <= 1.5,
+        ),
+        Check(
+            "target 3: time to the first request, defaults",
+            f"{first:.3f} s",
+            "≤ 0.5 s",
+            good and first <= 0.5,
+        ),
+        *(
+            Check(f"{name} output = ground truth", _correct(rs), "PASS", _all_ok(rs))
+            for name, rs in runs.items()
+        ),
+    ]
+    return Report(
+        "latency-default",
+        f"{LATENCY_ARTISTS} artists (seed {SEED}), 1 seed artist, 50 ms mean latency, no rate "
+        f"limit, the shipped defaults (concurrency 32, mode auto); medians of {bench.args.runs} "
+        f"runs; minimum {truth.min_calls} calls",
+        [
+            "crawler",
+            "correct",
+            "wall s",
+            "CPU s",
+            "API calls",
+            "429s",
+            "mean in flight",
+            "peak in flight",
+            "to first request s",
+            "floor s",
+            "wall / floor",
+        ],
+        rows,
+        checks,
+        [r for rs in runs.values() for r in rs],
+        [
+            "ours-told: the same config with rate = 1,000,000 per 30 s; ours-default keeps "
+            "rate = 0 and discovers that nothing limits it (a slow start per round trip)",
+            "floor = that run's API calls × 50 ms ÷ 32 in flight; time to first request: from "
+            "spawning the process to the simulator's first non-token request, polled every 10 ms",
         ],
     )
 
@@ -670,6 +791,7 @@ def resume(bench: Bench) -> Report:
 
 SCENARIOS: dict[str, Callable[[Bench], Report]] = {
     "latency": latency,
+    "latency-default": latency_default,
     "ratelimit-known": ratelimit_known,
     "ratelimit-unknown": ratelimit_unknown,
     "scale": scale,

@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 import pytest
 
 from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
+from crawler.api.schema import (
+    NULL,
+    ArtistAlbumsPage,
+    decode_item_ref,
+    decode_playlist_item,
+    decoder,
+)
 from crawler.core.config import ApiConfig, Credential
 from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
 from crawler.core.kinds import Op
@@ -16,10 +24,12 @@ from crawler.core.stats import Stats
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimClient
 from crawler.sim.server import SimServer
-from tests.test_client_fakes import (
+from tests.fakes import (
     CREDENTIAL,
+    FAST,
     existing_artists,
     id_of,
+    json_reply,
     running_fake_api,
     sim_client,
 )
@@ -41,6 +51,7 @@ async def crawl_a_little(client: SpotifyClient, ids: dict[str, list[str]]) -> di
         "albums": await client.albums(ids["albums"]),
         "tracks": await client.tracks(ids["tracks"]),
         "artist_albums": await client.artist_albums(ids["artists"][0], ["album", "single"]),
+        "search": await client.search("track", "lunar", 0, 50),
     }
     for name, call in (
         ("related", client.related_artists(ids["artists"][0])),
@@ -68,6 +79,7 @@ async def test_extended_app_uses_batches_and_learns_that_they_work(sim_server) -
     assert ids_of(got["albums"]) == ids["albums"]
     assert ids_of(got["tracks"]) == ids["tracks"]
     assert got["artist_albums"].limit == 50  # type: ignore[attr-defined]
+    assert got["search"].limit == 50  # type: ignore[attr-defined]
     assert got["related"] and ids_of(got["features"]) == ids["tracks"]
     assert caps == Capabilities.for_mode("extended") and caps.changed
     assert (caps.batch_size(Op.ARTIST), caps.batch_size(Op.ALBUM)) == (50, 20)
@@ -90,9 +102,11 @@ async def test_development_app_is_detected_then_remembered(sim_server, caplog) -
     assert ids_of(first["albums"]) == ids["albums"]
     assert ids_of(first["tracks"]) == ids["tracks"]
     assert first["artist_albums"].limit == 10  # type: ignore[attr-defined]
+    assert first["search"].limit == 10 and len(first["search"].ids) == 10  # type: ignore[attr-defined]
     assert first["related"] == first["features"] == "unavailable"
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 6  # one per thing learned
+    assert len(warnings) == 7  # one per thing learned
+    assert "search refused limit=50 (400, development mode?): using pages of 10" in warnings
     assert sum("related artists" in w for w in warnings) == 1
 
     sim.reset_stats()
@@ -137,11 +151,26 @@ async def test_development_preset_makes_no_probe_calls(sim_server) -> None:
 
 def test_capabilities_survive_a_round_trip_and_ignore_unknown_keys() -> None:
     caps = Capabilities(batch_artists=False, artist_albums_limit=10, related_artists=True)
+    caps.learn("search_limit", 10)
     data = caps.to_dict()
-    assert "changed" not in data
+    assert "changed" not in data and data["search_limit"] == 10
     assert Capabilities.from_dict({**data, "from_the_future": 1}) == caps
     assert caps.learn("batch_albums", True) and caps.changed
     assert not caps.learn("batch_albums", True)
+
+
+def test_capabilities_of_an_older_checkpoint_keep_the_new_limits_unknown() -> None:
+    older = {  # what a checkpoint written before search and playlist page sizes were learned holds
+        "batch_artists": False,
+        "batch_albums": False,
+        "batch_tracks": False,
+        "artist_albums_limit": 10,
+        "related_artists": False,
+        "audio_features": False,
+    }
+    caps = Capabilities.from_dict(older)
+    assert (caps.search_limit, caps.playlist_items_limit) == (50, 50)  # learned again if refused
+    assert caps.artist_albums_limit == 10 and not caps.changed
 
 
 async def test_missing_entities_are_none(sim_server) -> None:
@@ -207,3 +236,180 @@ async def test_requests_are_shared_across_accounts(sim_server) -> None:
         await asyncio.gather(*(client.artists([artist]) for _ in range(60)))
     by_account = (await sim.stats())["by_account"]
     assert by_account["one"] >= 25 and by_account["two"] >= 25
+
+
+# ---------------------------------------------------------------- typed search and pages
+
+
+@pytest.mark.parametrize("kind", ["artist", "album", "track"])
+async def test_typed_search_returns_the_apis_page(sim_api, kind: str) -> None:
+    api = await sim_api()
+    raw = (await api.get("/v1/search", q="an", type=kind, offset=5, limit=20)).json()
+    expected = raw[f"{kind}s"]
+    async with sim_client(api.server) as client:
+        page = await client.search(kind, "an", 5, 20)  # type: ignore[arg-type]
+    assert expected["total"] > 25  # a page with results before and after it
+    assert page.ids == [item["id"] for item in expected["items"]]
+    assert (page.total, page.limit, page.offset, len(page.ids)) == (expected["total"], 20, 5, 20)
+
+
+async def test_search_learns_the_development_page_size_once(sim_server, caplog) -> None:
+    sim = await sim_server(mode="development")
+    with caplog.at_level(logging.WARNING, "crawler"):
+        async with sim_client(sim, mode="auto") as client:
+            pages = [await client.search("artist", "an", offset, 50) for offset in (0, 10)]
+            caps = client.capabilities
+    assert caps.search_limit == 10 and caps.changed
+    assert [(p.limit, len(p.ids), p.offset) for p in pages] == [(10, 10, 0), (10, 10, 10)]
+    assert set(pages[0].ids).isdisjoint(pages[1].ids)
+    assert caplog.messages == [
+        "search refused limit=50 (400, development mode?): using pages of 10"
+    ]
+    # The token, the first page's refused and second try, the second page: one 400 only.
+    assert (await sim.stats())["by_status"] == {"200": 3, "400": 1}
+
+
+async def test_search_results_hidden_by_the_api_are_skipped() -> None:
+    playlists = {"items": [{"id": "p1"}, None, {"id": "p2"}], "total": 3, "limit": 50}
+    async with running_fake_api() as fake:
+        fake.script.extend(
+            [
+                json_reply(200, {"artists": playlists}),  # not what was asked for: retried
+                json_reply(200, {"playlists": playlists}),
+            ]
+        )
+        async with SpotifyClient(
+            fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=FAST
+        ) as client:
+            page = await client.search("playlist", "shoegaze", 0, 50)
+    assert (page.ids, page.total, page.limit) == (["p1", "p2"], 3, 50)
+    assert len(fake.api_requests) == 2
+
+
+async def test_playlist_items_learn_a_refused_page_size() -> None:
+    page = {"items": [], "total": 7, "limit": 10}
+    invalid = {"error": {"status": 400, "message": "Invalid limit"}}
+    async with running_fake_api() as fake:
+        fake.script.extend([json_reply(400, invalid), json_reply(200, page), json_reply(200, page)])
+        async with SpotifyClient(
+            fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=FAST
+        ) as client:
+            first = await client.playlist_items("p", 0)
+            again = await client.playlist_items("p", 10)
+            limit = client.capabilities.playlist_items_limit
+    assert first.limit == again.limit == limit == 10
+    assert fake.api_requests == [
+        "/v1/playlists/p/items?offset=0&limit=50",
+        "/v1/playlists/p/items?offset=0&limit=10",
+        "/v1/playlists/p/items?offset=10&limit=10",
+    ]
+
+
+async def test_a_400_that_a_smaller_page_does_not_cure_is_a_failure_not_a_lesson() -> None:
+    bad = {"error": {"status": 400, "message": "No search query"}}
+    async with running_fake_api() as fake:
+        fake.script.extend([json_reply(400, bad)] * 2)
+        async with SpotifyClient(
+            fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=FAST
+        ) as client:
+            with pytest.raises(RequestFailed) as caught:
+                await client.search("track", " ", 0, 50)
+            assert client.capabilities.search_limit == 50
+    assert str(caught.value) == "search: HTTP 400: No search query"
+
+
+# ---------------------------------------------------------------- views the expander reads
+
+
+async def test_artist_albums_and_playlists_carry_what_the_edge_streams_need(sim_api) -> None:
+    api = await sim_api()
+    catalog = api.server.catalog
+    artist, playlist = existing_artists(catalog, 1)[0], catalog.playlist_id(0)
+    raw_albums = (
+        await api.get(f"/v1/artists/{artist}/albums", include_groups="album,single", limit=50)
+    ).json()
+    raw_playlist = (await api.get(f"/v1/playlists/{playlist}")).json()
+    async with sim_client(api.server) as client:
+        albums = await client.artist_albums(artist, ["album", "single"])
+        got = await client.playlist(playlist)
+    assert [(a.id, a.album_group) for a in albums.items] == [
+        (a["id"], a["album_group"]) for a in raw_albums["items"]
+    ]
+    assert {a.album_group for a in albums.items} <= {"album", "single"}
+    assert got is not None
+    assert (got.id, got.snapshot_id) == (playlist, raw_playlist["snapshot_id"])
+    for raw, want in zip(got.page.items, raw_playlist["items"]["items"], strict=True):
+        item = decode_playlist_item(raw)
+        assert item.added_at == want["added_at"]
+        assert (item.added_by and item.added_by.id) == (want["added_by"] or {}).get("id")
+        held = want["item"]
+        if held is None:
+            assert item.content == NULL  # a removed track
+        else:
+            ref = decode_item_ref(item.content)
+            assert (ref.type, ref.id) == (held["type"], held["id"])
+
+
+def test_artist_album_group_is_none_where_the_api_omits_it() -> None:
+    page = (
+        b'{"items": [{"id": "a1", "album_group": "single"}, {"id": "a2"}], "total": 2, "limit": 10}'
+    )
+    items = decoder(ArtistAlbumsPage).decode(page).items
+    assert [(a.id, a.album_group) for a in items] == [("a1", "single"), ("a2", None)]
+
+
+# One item of each kind a playlist can hold, as the 2026 API returns them.
+TRACK = {"id": "t" * 22, "type": "track", "is_local": False, "artists": []}
+EPISODE = {"id": "e" * 22, "type": "episode"}
+LOCAL = {"id": None, "type": "track", "is_local": True, "name": "demo.mp3", "artists": []}
+USER = {"id": "someone", "type": "user"}
+PLAYLIST_ITEMS = [
+    (
+        {
+            "added_at": "2020-01-01T00:00:00Z",
+            "added_by": USER,
+            "is_local": False,
+            "item": TRACK,
+            "track": TRACK,
+        },
+        ("track", "t" * 22, "someone", False),
+    ),
+    (
+        {
+            "added_at": "2021-02-02T00:00:00Z",
+            "added_by": USER,
+            "is_local": False,
+            "item": EPISODE,
+            "track": EPISODE,
+        },
+        ("episode", "e" * 22, "someone", False),
+    ),
+    (
+        {"added_at": None, "added_by": None, "is_local": True, "item": LOCAL, "track": LOCAL},
+        ("track", None, None, True),
+    ),
+    (
+        {
+            "added_at": "2019-03-03T00:00:00Z",
+            "added_by": {"id": None},
+            "is_local": False,
+            "track": TRACK,
+        },
+        ("track", "t" * 22, None, False),
+    ),  # before 2026: "track" only
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), PLAYLIST_ITEMS)
+def test_every_kind_of_playlist_item_decodes(body: dict, expected: tuple) -> None:
+    item = decode_playlist_item(orjson.dumps(body))
+    ref = decode_item_ref(item.content)
+    added_by = item.added_by.id if item.added_by is not None else None
+    assert (ref.type, ref.id, added_by, item.is_local) == expected
+    assert item.added_at == body["added_at"]
+
+
+@pytest.mark.parametrize("body", [b'{"added_at": null, "track": null, "item": null}', b"{}"])
+def test_a_playlist_item_whose_track_is_gone_decodes_to_null(body: bytes) -> None:
+    item = decode_playlist_item(body)
+    assert item.content == NULL and item.added_by is None and not item.is_local

@@ -1,29 +1,32 @@
-"""429s, parking, transient failures and exhausted retries, end to end through the client."""
+"""429s, parking, transient failures, exhausted retries and an API that cannot be reached, end
+to end through the client; every wait on a FakeClock, so the waits are asserted exactly."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import pytest
 
 from crawler.api.client import SpotifyClient
 from crawler.api.retry import Backoff
-from crawler.core.errors import AllAccountsParked, RequestFailed
+from crawler.core.config import ApiConfig
+from crawler.core.errors import AllAccountsParked, RequestFailed, Unreachable
 from crawler.core.stats import Stats
 from crawler.sim.config import SimClient
-from tests.test_client_fakes import (
+from tests.fakes import (
     CREDENTIAL,
     DROP,
     FAST,
     SLOW,
+    FakeClock,
     Scripted,
     existing_artists,
     id_of,
     is_playlist,
     json_reply,
+    refusing_port,
     running_fake_api,
     sim_client,
 )
@@ -32,7 +35,11 @@ TWO_ACCOUNTS = (SimClient("client-a-id", "sa", "acct-a"), SimClient("client-b-id
 
 
 async def fetch_playlist(script: list[Scripted], **api: Any) -> tuple:
-    """One client.playlist("p") against a fake scripted with ``script``; max_retries 2."""
+    """One client.playlist("p") against a fake scripted with ``script``; max_retries 2.
+
+    Returns the result (or RequestFailed), the waits made, the stats and the requests seen.
+    """
+    clock = FakeClock(auto=True)
     async with running_fake_api() as fake:
         fake.script.extend(script)
         stats = Stats()
@@ -42,13 +49,13 @@ async def fetch_playlist(script: list[Scripted], **api: Any) -> tuple:
             concurrency=4,
             stats=stats,
             backoff=FAST,
+            clock=clock,
         ) as client:
-            started = time.monotonic()
             try:
                 result: object = await client.playlist("p")
             except RequestFailed as exc:
                 result = exc
-        return result, time.monotonic() - started, stats, list(fake.api_requests)
+        return result, clock.waits, stats, list(fake.api_requests)
 
 
 # ---------------------------------------------------------------- 429
@@ -56,23 +63,27 @@ async def fetch_playlist(script: list[Scripted], **api: Any) -> tuple:
 
 async def test_retry_after_is_honoured_and_not_counted_as_a_failure() -> None:
     script = [json_reply(429, {"error": {"status": 429}}, {"Retry-After": "1"})] * 3
-    result, elapsed, stats, requests = await fetch_playlist(script, max_retries=1)
+    result, waits, stats, requests = await fetch_playlist(script, max_retries=1)
     assert is_playlist(result)
-    assert 3.0 <= elapsed < 3.8  # three 1 s parks, none cut short; max_retries (1) not used up
+    assert waits == [1.0, 1.0, 1.0]  # three 1 s parks, none cut short; max_retries (1) not used up
     assert stats.requests[("playlist", 429)] == 3 and stats.rate_limited == 3
     assert stats.retries == 3 and len(requests) == 4
 
 
 async def test_429_without_header_or_body_backs_off_exponentially() -> None:
+    clock = FakeClock(auto=True)
     async with running_fake_api() as fake:
         fake.script.extend([(429, {}, None)] * 3)
         async with SpotifyClient(
-            fake.api(), [CREDENTIAL], concurrency=1, stats=Stats(), backoff=Backoff(0.1, 5.0)
+            fake.api(),
+            [CREDENTIAL],
+            concurrency=1,
+            stats=Stats(),
+            backoff=Backoff(0.1, 5.0),
+            clock=clock,
         ) as client:
-            started = time.monotonic()
             assert is_playlist(await client.playlist("p"))
-            elapsed = time.monotonic() - started
-    assert 0.1 + 0.2 + 0.4 <= elapsed < 1.2
+    assert clock.waits == pytest.approx([0.1, 0.2, 0.4], abs=1e-9)
 
 
 async def test_simulator_429s_with_and_without_retry_after_end_in_success(sim_server) -> None:
@@ -95,13 +106,13 @@ async def test_a_parked_account_does_not_hold_up_the_others(sim_server) -> None:
         clients=TWO_ACCOUNTS, force_ban_account="acct-a", force_ban_after=5, ban_scale=30 / 3600
     )
     artists = existing_artists(sim.catalog, 60)
-    started = time.monotonic()
-    async with sim_client(sim, max_retry_after_s=900) as client:
+    clock = FakeClock(auto=True)
+    async with sim_client(sim, max_retry_after_s=900, clock=clock) as client:
         got = await asyncio.gather(*(client.artists([a]) for a in artists))
         status = {s.account: s for s in client.status().accounts}
     assert [id_of(g[0]) for g in got] == artists
-    assert time.monotonic() - started < 5
-    assert status["acct-a"].parked_until == pytest.approx(time.time() + 30, abs=5)
+    assert clock.waits == []  # nothing waited for acct-a's 30 s
+    assert status["acct-a"].parked_until == pytest.approx(clock.time() + 30, abs=1)
     assert status["acct-b"].parked_until is None
     assert status["acct-a"].parked_for_run is False
 
@@ -109,14 +120,15 @@ async def test_a_parked_account_does_not_hold_up_the_others(sim_server) -> None:
 async def test_every_account_parked_beyond_the_limit_pauses_the_crawl(sim_server) -> None:
     sim = await sim_server(clients=TWO_ACCOUNTS, rate=3, window_s=3600)
     (artist,) = existing_artists(sim.catalog, 1)
-    async with sim_client(sim, rate=0, window_s=1.0, max_retry_after_s=60) as client:
+    clock = FakeClock(auto=True)
+    async with sim_client(sim, rate=0, window_s=1.0, max_retry_after_s=60, clock=clock) as client:
         results = await asyncio.gather(
             *(client.artists([artist]) for _ in range(20)), return_exceptions=True
         )
         status = client.status()
     paused = [r for r in results if isinstance(r, AllAccountsParked)]
     assert len(paused) == 20 - 6  # each account served its 3, the rest wait for a rerun
-    assert all(p.resume_at == pytest.approx(time.time() + 3600, abs=10) for p in paused)
+    assert all(p.resume_at == pytest.approx(clock.time() + 3600, abs=2) for p in paused)
     assert str(paused[0]).startswith("all 2 accounts are rate-limited until ")
     assert all(a.parked_for_run for a in status.accounts)
 
@@ -144,7 +156,7 @@ async def test_faults_are_retried_until_success(sim_server) -> None:
     sim = await sim_server(error_rate=0.1, drop_rate=0.1, truncate_rate=0.1, fault_seed=7)
     artists = existing_artists(sim.catalog, 40)
     stats = Stats()
-    async with sim_client(sim, stats=stats, max_retries=10) as client:
+    async with sim_client(sim, stats=stats, max_retries=10, clock=FakeClock(auto=True)) as client:
         got = await asyncio.gather(*(client.artists(artists[i : i + 2]) for i in range(0, 40, 2)))
     assert [id_of(a) for pair in got for a in pair] == artists
     faults = (await sim.stats())["faults"]
@@ -191,3 +203,53 @@ async def test_wrong_length_batch_is_retried() -> None:
         ) as client:
             assert await client.artists(["a" * 22, "b" * 22]) == [None, None]  # nulls
     assert len(fake.api_requests) == 2
+
+
+# ---------------------------------------------------------------- an API that cannot be reached
+
+
+async def unreachable_api(base_url: str, **api: Any) -> tuple[Unreachable, Stats, FakeClock]:
+    """What two requests meet when the token endpoint works and the API origin does not."""
+    clock, stats = FakeClock(auto=True), Stats()
+    async with running_fake_api() as fake:
+        config = ApiConfig(
+            base_url=base_url, token_url=f"{fake.url}/api/token", **{"max_retries": 2, **api}
+        )
+        async with SpotifyClient(
+            config, [CREDENTIAL], concurrency=4, stats=stats, backoff=FAST, clock=clock
+        ) as client:
+            with pytest.raises(Unreachable) as first:
+                await client.playlist("p")
+            retries = stats.retries
+            with pytest.raises(Unreachable) as second:
+                await client.albums(["a" * 22])
+    assert second.value is first.value and stats.retries == retries  # no second retry cycle
+    assert fake.token_requests == 1
+    return first.value, stats, clock
+
+
+async def test_a_refused_api_origin_ends_the_crawl_after_one_retry_cycle(caplog) -> None:
+    with refusing_port() as port, caplog.at_level(logging.WARNING, "crawler"):
+        error, stats, clock = await unreachable_api(f"http://127.0.0.1:{port}")
+    assert str(error) == f"cannot reach the API at 127.0.0.1:{port}: connection refused"
+    assert stats.retries == 2 and len(clock.waits) == 2
+    assert caplog.messages == [f"API 127.0.0.1:{port}: connection refused; retrying"]
+
+
+async def test_an_api_host_that_does_not_resolve_fails_after_one_retry() -> None:
+    error, stats, _ = await unreachable_api("https://nonexistent.invalid", max_retries=6)
+    assert str(error) == (
+        "cannot reach the API at nonexistent.invalid: "
+        "DNS lookup failed (the host name does not resolve)"
+    )
+    assert stats.retries == 1
+
+
+async def test_https_spoken_to_a_plain_http_api_fails_at_once() -> None:
+    async with running_fake_api() as plain:
+        port = plain.url.rsplit(":", 1)[1]
+        error, stats, _ = await unreachable_api(f"https://127.0.0.1:{port}", max_retries=6)
+    assert str(error) == (
+        f"cannot reach the API at 127.0.0.1:{port}: TLS handshake failed (is it an https server?)"
+    )
+    assert stats.retries == 0 and plain.api_requests == []

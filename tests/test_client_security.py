@@ -14,7 +14,7 @@ from crawler.api.http import ApiHttp
 from crawler.core.config import ApiConfig, Credential
 from crawler.core.errors import AuthError, ConfigError, RequestFailed
 from crawler.core.stats import Stats
-from tests.test_client_fakes import (
+from tests.fakes import (
     CLIENT_ID,
     CREDENTIAL,
     FAST,

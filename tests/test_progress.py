@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from crawler.api.ratelimit import AccountStatus
+from crawler.api.pool import AccountStatus
 from crawler.core.kinds import Op, State
 from crawler.core.logs import ConsoleHandler, console_handlers
 from crawler.crawl.progress import (

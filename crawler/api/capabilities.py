@@ -1,7 +1,8 @@
 """What this app may call: batch endpoints, page sizes, optional edges.
 
 Spotify gives development-mode apps (2026) a reduced API: no batch GETs of artists, albums or
-tracks, artist-album pages of at most 10, no related artists and no audio features. In mode
+tracks, artist-album and search pages of at most 10, no related artists and no audio
+features; playlist items come in pages of 50 "or less where the app is restricted". In mode
 "auto" the client learns these from the first refusal; the engine persists the result in its
 checkpoint so a resumed crawl starts with it instead of probing again.
 """
@@ -14,10 +15,12 @@ from typing import Any, Literal
 from crawler.core.config import ApiMode
 from crawler.core.kinds import ENTITIES, Flag, Op
 
-Learnable = Flag | Literal["artist_albums_limit"]
+PageLimit = Literal["artist_albums_limit", "search_limit", "playlist_items_limit"]
+Learnable = Flag | PageLimit
 
-FULL_ALBUMS_LIMIT = 50
-DEVELOPMENT_ALBUMS_LIMIT = 10
+FULL_PAGE_LIMIT = 50
+# Development mode's page size (February 2026), also where a restricted app's 50 was refused.
+DEVELOPMENT_PAGE_LIMIT = 10
 
 
 @dataclass
@@ -30,17 +33,37 @@ class Capabilities:
     batch_artists: bool | None = None
     batch_albums: bool | None = None
     batch_tracks: bool | None = None
-    artist_albums_limit: int = FULL_ALBUMS_LIMIT
+    artist_albums_limit: int = FULL_PAGE_LIMIT
     related_artists: bool | None = None
     audio_features: bool | None = None
+    search_limit: int = FULL_PAGE_LIMIT
+    playlist_items_limit: int = FULL_PAGE_LIMIT
+    # Requests per window measured for each account with an unknown rate (rate = 0), so a
+    # resumed crawl paces to them from its first request instead of slow-starting into them.
+    budgets: dict[str, int] = field(default_factory=dict)
     changed: bool = field(default=False, compare=False)
 
     @classmethod
     def for_mode(cls, mode: ApiMode) -> Capabilities:
         if mode == "extended":
-            return cls(True, True, True, FULL_ALBUMS_LIMIT, True, True)
+            return cls(
+                batch_artists=True,
+                batch_albums=True,
+                batch_tracks=True,
+                related_artists=True,
+                audio_features=True,
+            )
         if mode == "development":
-            return cls(False, False, False, DEVELOPMENT_ALBUMS_LIMIT, False, False)
+            # Playlist pages keep 50 until refused: not every restricted app is refused it.
+            return cls(
+                batch_artists=False,
+                batch_albums=False,
+                batch_tracks=False,
+                artist_albums_limit=DEVELOPMENT_PAGE_LIMIT,
+                related_artists=False,
+                audio_features=False,
+                search_limit=DEVELOPMENT_PAGE_LIMIT,
+            )
         return cls()
 
     def batch_size(self, op: Op) -> int:
@@ -58,11 +81,20 @@ class Capabilities:
         self.changed = True
         return True
 
+    def measured(self, account: str, requests: int) -> None:
+        """Record an account's measured budget (requests per window)."""
+        if self.budgets.get(account) != requests:
+            self.budgets[account] = requests
+            self.changed = True
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "changed"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "changed"}
+        data["budgets"] = dict(self.budgets)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Capabilities:
-        """Inverse of to_dict; keys it does not know (from another version) are ignored."""
+        """Inverse of to_dict; keys it does not know (from another version) are ignored, and
+        keys it misses (an older checkpoint) keep their "not known yet" default."""
         known = {f.name for f in fields(cls)} - {"changed"}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -12,28 +12,31 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 import msgspec
 from msgspec import Raw
 
 from crawler.api.auth import TokenSource
-from crawler.api.capabilities import DEVELOPMENT_ALBUMS_LIMIT, Capabilities, Learnable
+from crawler.api.capabilities import DEVELOPMENT_PAGE_LIMIT, Capabilities, Learnable, PageLimit
+from crawler.api.clock import SYSTEM_CLOCK, Clock
 from crawler.api.http import ApiHttp, checked_origin, open_session
-from crawler.api.ratelimit import AccountPool, PoolStatus
+from crawler.api.pool import AccountPool, PoolStatus
 from crawler.api.retry import Backoff
 from crawler.api.schema import (
     NULL,
     AlbumsBatch,
+    ArtistAlbumsPage,
     ArtistsBatch,
-    ArtistSearch,
-    EntityPage,
     FeaturesBatch,
     Page,
     Playlist,
     RelatedArtists,
+    SearchItems,
+    SearchResults,
     TracksBatch,
     decode_entity,
     decode_page,
@@ -46,10 +49,22 @@ from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
 from crawler.core.kinds import ENTITIES, EntityKind, Flag, Op
 from crawler.core.stats import Stats
 
-log = logging.getLogger("crawler.api.client")
+log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 50
-SEARCH_LIMIT = 10
+SEARCH_LIMIT = 10  # results per plain-string (artist) seed query: its first page
+
+SearchKind = Literal["artist", "album", "track", "playlist"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of search results: the IDs found, in order, and how to page on."""
+
+    ids: list[str]  # without the nulls the API returns for results it hides
+    total: int
+    limit: int  # the page size the API used, which may be less than asked for
+    offset: int
 
 
 def batch_decoder(kind: EntityKind, count: int) -> Decode:
@@ -73,8 +88,26 @@ _ENVELOPES = {
     Op.FEATURES: decoder(FeaturesBatch),
 }
 _decode_related = decoder(RelatedArtists).decode
-_decode_entity_page = decoder(EntityPage).decode
-_decode_search = decoder(ArtistSearch).decode
+_decode_artist_albums = decoder(ArtistAlbumsPage).decode
+_decode_search_results = decoder(SearchResults).decode
+
+
+def _search_decoder(kind: SearchKind) -> Decode:
+    """The one result type asked for; a body without it is of the wrong shape (retried)."""
+    key = f"{kind}s"
+
+    def page(body: bytes) -> SearchItems:
+        items: SearchItems | None = getattr(_decode_search_results(body), key)
+        if items is None:
+            raise msgspec.ValidationError(f"search response without {key!r}")
+        return items
+
+    return page
+
+
+_SEARCH_DECODERS: dict[SearchKind, Decode] = {
+    kind: _search_decoder(kind) for kind in ("artist", "album", "track", "playlist")
+}
 
 
 def _raw_entity(body: bytes) -> Raw:
@@ -134,8 +167,10 @@ class SpotifyClient:
         stats: Stats,
         capabilities: Capabilities | None = None,
         backoff: Backoff | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """``capabilities`` from an earlier run's checkpoint replace those of ``api.mode``."""
+        """``capabilities`` from an earlier run's checkpoint replace those of ``api.mode``;
+        ``clock`` times rate limits, token lifetimes and backoff (tests pass virtual time)."""
         checked_origin(api.base_url, "base_url")
         checked_origin(api.token_url, "token_url")
         self.api = api
@@ -144,10 +179,15 @@ class SpotifyClient:
         self._concurrency = concurrency
         self._stats = stats
         self._backoff = backoff or Backoff()
+        self._clock = clock
         self._pool = AccountPool(
             _accounts(self._credentials),
             max_retry_after_s=api.max_retry_after_s,
             backoff=self._backoff,
+            clock=clock,
+            max_in_flight=concurrency,
+            measured=self.capabilities.budgets,
+            on_measured=self.capabilities.measured,
         )
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None
@@ -165,6 +205,7 @@ class SpotifyClient:
                     self._stats,
                     backoff=self._backoff,
                     max_retries=self.api.max_retries,
+                    clock=self._clock,
                 )
             )
         self._transport = Transport(
@@ -175,6 +216,7 @@ class SpotifyClient:
             self._stats,
             backoff=self._backoff,
             max_retries=self.api.max_retries,
+            clock=self._clock,
         )
         return self
 
@@ -208,13 +250,19 @@ class SpotifyClient:
         """While ``flag`` is unknown, one call at a time finds it out; the rest await its verdict.
 
         Otherwise every worker's first call would probe at once, and a development-mode app
-        would collect one refusal per worker instead of one.
+        would collect one refusal per worker instead of one. Once the verdict is in, the
+        calls that waited for it go on together, not one by one through the lock.
         """
-        if getattr(self.capabilities, flag) is not None:
-            yield
-            return
-        async with self._probes[flag]:
-            yield
+        if getattr(self.capabilities, flag) is None:
+            lock = self._probes[flag]
+            await lock.acquire()
+            try:
+                if getattr(self.capabilities, flag) is None:
+                    yield  # this call probes, holding the lock
+                    return
+            finally:
+                lock.release()
+        yield
 
     # -------------------------------------------------------------- entities by ID
 
@@ -306,35 +354,65 @@ class SpotifyClient:
 
     async def artist_albums(
         self, artist_id: str, include_groups: Sequence[str], offset: int = 0
-    ) -> EntityPage:
+    ) -> ArtistAlbumsPage:
         """One page; its size is the largest this app may ask for (50, or 10 in development)."""
-        endpoint = "artist.albums"
-        limit = self.capabilities.artist_albums_limit
-        params = {"limit": str(limit), "offset": str(offset)}
+        params = {"offset": str(offset)}
         if include_groups:
             params["include_groups"] = ",".join(include_groups)
-        reply = await self._get(
-            endpoint, f"/v1/artists/{artist_id}/albums", params, decode=_decode_entity_page
+        return await self._limited_page(
+            "artist.albums",
+            f"/v1/artists/{artist_id}/albums",
+            params,
+            "artist_albums_limit",
+            decode=_decode_artist_albums,
         )
-        if reply.status == 400 and limit > DEVELOPMENT_ALBUMS_LIMIT:
-            self._learn(
-                "artist_albums_limit",
-                DEVELOPMENT_ALBUMS_LIMIT,
-                f"artist albums refused limit={limit} (400, development mode?): "
-                f"using pages of {DEVELOPMENT_ALBUMS_LIMIT}",
-            )
-            return await self.artist_albums(artist_id, include_groups, offset)
-        return self._page(endpoint, reply)
 
     async def album_tracks(self, album_id: str, offset: int) -> Page:
-        return await self._paged("album.tracks", f"/v1/albums/{album_id}/tracks", offset)
+        endpoint, params = "album.tracks", {"limit": str(PAGE_LIMIT), "offset": str(offset)}
+        reply = await self._get(
+            endpoint, f"/v1/albums/{album_id}/tracks", params, decode=decode_page
+        )
+        return self._page(endpoint, reply)
 
     async def playlist_items(self, playlist_id: str, offset: int) -> Page:
-        return await self._paged("playlist.items", f"/v1/playlists/{playlist_id}/items", offset)
+        """One page of items, raw; 50 a page, or less where the app is refused 50."""
+        return await self._limited_page(
+            "playlist.items",
+            f"/v1/playlists/{playlist_id}/items",
+            {"offset": str(offset)},
+            "playlist_items_limit",
+            decode=decode_page,
+        )
 
-    async def _paged(self, endpoint: str, path: str, offset: int) -> Page:
-        params = {"limit": str(PAGE_LIMIT), "offset": str(offset)}
-        return self._page(endpoint, await self._get(endpoint, path, params, decode=decode_page))
+    async def _limited_page(
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, str],
+        name: PageLimit,
+        *,
+        decode: Decode,
+        wanted: int | None = None,
+    ) -> Any:
+        """A page of at most ``wanted`` items, asked for with the largest ``limit`` the app is
+        known to get; a 400 on a limit above development mode's is answered by asking again
+        with that one, and learned if that is accepted (a 400 may be about the query)."""
+        known: int = getattr(self.capabilities, name)
+        limit = min(known, wanted or known)
+        reply = await self._get(endpoint, path, {**params, "limit": str(limit)}, decode=decode)
+        if reply.status == 400 and limit > DEVELOPMENT_PAGE_LIMIT:
+            small = {**params, "limit": str(DEVELOPMENT_PAGE_LIMIT)}
+            retry = await self._get(endpoint, path, small, decode=decode)
+            if retry.status == 200:
+                what = endpoint.replace(".", " ")
+                self._learn(
+                    name,
+                    DEVELOPMENT_PAGE_LIMIT,
+                    f"{what} refused limit={limit} (400, development mode?): "
+                    f"using pages of {DEVELOPMENT_PAGE_LIMIT}",
+                )
+                reply = retry
+        return self._page(endpoint, reply)
 
     @staticmethod
     def _page(endpoint: str, reply: Reply) -> Any:
@@ -343,10 +421,22 @@ class SpotifyClient:
             raise _unexpected(endpoint, reply)
         return reply.data
 
+    async def search(self, kind: SearchKind, query: str, offset: int, limit: int) -> SearchPage:
+        """One page of ``kind`` results for ``query``, of at most ``limit`` (and at most what
+        the app may ask for: 10 a page in development mode, learned from a 400)."""
+        params = {"q": query, "type": kind, "offset": str(offset)}
+        items: SearchItems = await self._limited_page(
+            "search",
+            "/v1/search",
+            params,
+            "search_limit",
+            decode=_SEARCH_DECODERS[kind],
+            wanted=limit,
+        )
+        return SearchPage(
+            [item.id for item in items.items if item is not None], items.total, items.limit, offset
+        )
+
     async def search_artists(self, query: str) -> list[str]:
         """The IDs of the first page of artists matching ``query``."""
-        params = {"q": query, "type": "artist", "limit": str(SEARCH_LIMIT)}
-        reply = await self._get("search", "/v1/search", params, decode=_decode_search)
-        if reply.status != 200:
-            raise _unexpected("search", reply)
-        return [artist.id for artist in reply.data.artists.items]
+        return (await self.search("artist", query, 0, SEARCH_LIMIT)).ids

@@ -34,6 +34,12 @@ class Origin:
         return cls(parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme])
 
     @property
+    def authority(self) -> str:
+        """How errors name the host: ``host``, or ``host:port`` for a port not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+    @property
     def is_loopback(self) -> bool:
         if self.host == "localhost":
             return True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import socket
+import ssl
 from dataclasses import dataclass
 
 import aiohttp
@@ -38,3 +40,47 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "truncated response body"
     return f"connection failed ({type(exc).__name__})"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFailure:
+    """A failure to reach a host at all, before any HTTP answer: its cause in a few words.
+
+    ``retries`` caps the retries worth making: a name that does not resolve or a certificate
+    that is not trusted will not change within a retry cycle (one retry covers a resolver's
+    hiccup), while a refused or silent port may be a server restarting.
+    """
+
+    cause: str
+    retries: int | None = None  # None: the configured max_retries
+
+    def allows(self, failures: int, max_retries: int) -> bool:
+        """Whether another retry is worth it after ``failures`` failed attempts."""
+        limit = max_retries if self.retries is None else min(self.retries, max_retries)
+        return failures < limit
+
+
+def network_failure(exc: BaseException, *, read_timeouts: bool) -> NetworkFailure | None:
+    """The NetworkFailure behind ``exc``, or None if the host was reached (or may have been).
+
+    ``read_timeouts``: count a connection that never answered as unreachable (right for the
+    token endpoint, whose one small answer never takes long; an API response may).
+    """
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = exc.certificate_error
+        detail = error.verify_message if isinstance(error, ssl.SSLCertVerificationError) else ""
+        return NetworkFailure(f"TLS certificate not trusted ({detail or 'verify failed'})", 0)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return NetworkFailure("TLS handshake failed (is it an https server?)", 0)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, socket.gaierror):
+            return NetworkFailure("DNS lookup failed (the host name does not resolve)", 1)
+        if isinstance(os_error, ConnectionRefusedError):
+            return NetworkFailure("connection refused")
+        return NetworkFailure(f"connection failed ({os_error.strerror or type(os_error).__name__})")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return NetworkFailure("timed out connecting")
+    if read_timeouts and isinstance(exc, TimeoutError):
+        return NetworkFailure("timed out waiting for an answer")
+    return None

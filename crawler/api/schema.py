@@ -43,10 +43,34 @@ class Page(Struct):
     limit: int = 0
 
 
-class EntityPage(Struct):
-    items: list[Entity]
+class ArtistAlbum(Struct):
+    """An item of an artist's albums: which album, and as what (None where the API omits it,
+    as development mode does)."""
+
+    id: str
+    album_group: str | None = None
+
+
+class ArtistAlbumsPage(Struct):
+    items: list[ArtistAlbum]
     total: int
     limit: int
+
+
+class SearchItems(Struct):
+    """One result type's page of a search; playlist results hold nulls for hidden playlists."""
+
+    items: list[Entity | None]
+    total: int
+    limit: int
+    offset: int = 0
+
+
+class SearchResults(Struct):
+    artists: SearchItems | None = None
+    albums: SearchItems | None = None
+    tracks: SearchItems | None = None
+    playlists: SearchItems | None = None
 
 
 class Album(Struct):
@@ -59,6 +83,8 @@ class Album(Struct):
 class Playlist(Struct):
     """A playlist embeds its first page of items (the 2026 API calls it ``items``)."""
 
+    id: str
+    snapshot_id: str | None = None  # names the version its items were read from
     items: Page | None = None
     tracks: Page | None = None
 
@@ -70,26 +96,38 @@ class Playlist(Struct):
         return page
 
 
+class User(Struct):
+    id: str | None = None
+
+
 class PlaylistItem(Struct):
-    """A track, an episode, or null for a track that is gone (``item`` in the 2026 API)."""
+    """An entry of a playlist: a track, an episode, a local file (``is_local``, its id null),
+    or null for a track that is gone; ``item`` in the 2026 API, ``track`` before.
+
+    Every field may be null or missing, as they are in old playlists: decoding never fails.
+    """
 
     track: Raw = NULL  # a Raw field holds null too: compare with NULL
     item: Raw = NULL
+    added_at: str | None = None
+    added_by: User | None = None
+    is_local: bool = False
+
+    @property
+    def content(self) -> Raw:
+        """The raw track or episode, NULL if it is gone."""
+        return self.item if self.track == NULL else self.track
 
 
-class PlaylistTrack(Struct):
-    """What a playlist item holds: episodes have no ``artists``, local files no ``id``."""
+class ItemRef(Struct):
+    """What a playlist entry holds: ``type`` "track" or "episode"; ``id`` None if local."""
 
-    type: str = "track"
     id: str | None = None
+    type: str = "track"
 
 
 class RelatedArtists(Struct):
     artists: list[Entity]
-
-
-class ArtistSearch(Struct):
-    artists: EntityPage
 
 
 # Batch envelopes: one list of raw objects (``null`` for unknown IDs) under the kind's key.
@@ -119,4 +157,4 @@ decode_album = decoder(Album).decode
 decode_page = decoder(Page).decode
 decode_playlist = decoder(Playlist).decode
 decode_playlist_item = decoder(PlaylistItem).decode
-decode_playlist_track = decoder(PlaylistTrack).decode
+decode_item_ref = decoder(ItemRef).decode

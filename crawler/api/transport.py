@@ -3,18 +3,20 @@
 Final answers are 2xx with a body of the expected shape, and 4xx other than 401/429 (the
 caller decides what a 403 or 404 means for its endpoint). Everything else is retried:
 
-* 429: park the account (ratelimit.AccountPool), then retry at once on whichever account is
+* 429: park the account (pool.AccountPool), then retry at once on whichever account is
   free; not counted against ``max_retries``, since waiting is the cure;
 * 401: the token was refused (expired); invalidate exactly that token and retry at once;
 * 5xx, connection errors, timeouts, truncated or unparsable bodies, bodies of the wrong
   shape: retry after a jittered exponential backoff.
 
-Once ``max_retries`` retries have failed, RequestFailed carries the last reason.
+Once ``max_retries`` retries have failed, RequestFailed carries the last reason. A host that
+cannot be reached at all (DNS, refused, TLS, connect timeout: see retry.network_failure) is
+no failure of one request: Unreachable ends the crawl after one retry cycle (DNS and TLS
+after at most one retry), and every request after it fails the same way at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -25,14 +27,16 @@ from typing import Any
 import msgspec
 import orjson
 
+from crawler.api.account import Ticket
 from crawler.api.auth import TokenSource
+from crawler.api.clock import SYSTEM_CLOCK, Clock
 from crawler.api.http import ApiHttp, RawResponse
-from crawler.api.ratelimit import AccountPool, Ticket
-from crawler.api.retry import TRANSIENT_ERRORS, Backoff, describe
-from crawler.core.errors import RequestFailed
+from crawler.api.pool import AccountPool
+from crawler.api.retry import TRANSIENT_ERRORS, Backoff, describe, network_failure
+from crawler.core.errors import RequestFailed, Unreachable
 from crawler.core.stats import Stats
 
-log = logging.getLogger("crawler.api.client")
+log = logging.getLogger(__name__)
 
 # Decodes a 2xx body into what the caller needs; raises msgspec.DecodeError if it cannot.
 Decode = Callable[[bytes], Any]
@@ -63,6 +67,7 @@ class Transport:
         *,
         backoff: Backoff,
         max_retries: int,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``tokens`` maps each account name to the token sources of its credentials."""
         self._http = http
@@ -74,6 +79,9 @@ class Transport:
         self._stats = stats
         self._backoff = backoff
         self._max_retries = max_retries
+        self._clock = clock
+        self._unreachable: Unreachable | None = None
+        self._warned = False  # about a network failure, since the last success
 
     async def get(
         self,
@@ -87,35 +95,57 @@ class Transport:
         url = self._base_url + path
         failures = 0
         while True:
+            if self._unreachable is not None:
+                raise self._unreachable
             ticket = await self._pool.acquire()
-            source = next(self._tokens[ticket.account.name])
-            token = await source.token()
             try:
-                raw = await self._http.get(url, params, token)
-            except TRANSIENT_ERRORS as exc:
-                reason, pause = describe(exc), True
-            else:
-                self._stats.record_response(endpoint, raw.status)
-                if raw.status == 429:
-                    self._rate_limited(ticket, raw)
-                    self._stats.retries += 1
-                    continue
-                if raw.status == 401:
-                    source.invalidate(token)  # a fresh token needs no backoff
-                    reason, pause = "HTTP 401 (access token refused)", False
+                source = next(self._tokens[ticket.account.name])
+                token = await source.token()
+                try:
+                    raw = await self._http.get(url, params, token)
+                except TRANSIENT_ERRORS as exc:
+                    self._unreached(exc, failures)
+                    reason, pause = describe(exc), True
+                    if isinstance(exc, TimeoutError):  # one slow answer: this request's failure
+                        reason += f" waiting for {self._http.origin.authority}"
                 else:
-                    self._pool.accepted(ticket)
-                    reply, reason = _reply(raw, decode)
-                    pause = True
-                    if reason is None:
-                        return reply
+                    self._stats.record_response(endpoint, raw.status)
+                    if raw.status == 429:
+                        self._rate_limited(ticket, raw)
+                        self._stats.retries += 1
+                        continue
+                    if raw.status == 401:
+                        source.invalidate(token)  # a fresh token needs no backoff
+                        reason, pause = "HTTP 401 (access token refused)", False
+                    else:
+                        self._pool.accepted(ticket)
+                        self._warned = False
+                        reply, reason = _reply(raw, decode)
+                        pause = True
+                        if reason is None:
+                            return reply
+            finally:
+                self._pool.released(ticket)  # a no-op for a ticket settled above
             if failures >= self._max_retries:
                 raise RequestFailed(endpoint, reason)
             self._stats.retries += 1
             log.debug("%s: %s; retrying", endpoint, reason)
             if pause:
-                await asyncio.sleep(self._backoff.delay(failures))
+                await self._clock.sleep(self._backoff.delay(failures))
             failures += 1
+
+    def _unreached(self, exc: BaseException, failures: int) -> None:
+        """Raise Unreachable once a failure to reach the API has had its retries."""
+        failure = network_failure(exc, read_timeouts=False)
+        if failure is None:
+            return
+        host = self._http.origin.authority
+        if not failure.allows(failures, self._max_retries):
+            self._unreachable = Unreachable("the API", host, failure.cause)
+            raise self._unreachable from None
+        if not self._warned:  # a wait follows: say why, once
+            self._warned = True
+            log.warning("API %s: %s; retrying", host, failure.cause)
 
     def _rate_limited(self, ticket: Ticket, raw: RawResponse) -> None:
         self._pool.rate_limited(

@@ -49,6 +49,16 @@ class RequestFailed(CrawlerError):
         super().__init__(f"{endpoint}: {reason}")
 
 
+class Unreachable(CrawlerError):
+    """A host could not be reached at all (DNS, refused, TLS, timeout): no request can succeed,
+    so the crawl stops with what it has rather than failing every task."""
+
+    def __init__(self, what: str, host: str, cause: str) -> None:
+        self.host = host
+        self.cause = cause
+        super().__init__(f"cannot reach {what} at {host}: {cause}")
+
+
 class EdgeUnavailable(CrawlerError):
     """The app may not call this endpoint (development mode, restricted app): skip that edge."""
 

@@ -19,8 +19,8 @@ from crawler.api.schema import (
     Track,
     decode_album,
     decode_entity,
+    decode_item_ref,
     decode_playlist_item,
-    decode_playlist_track,
     decode_track,
 )
 from crawler.core.config import ExpandConfig
@@ -240,7 +240,7 @@ class Expander:
             raw = item.item if item.track == NULL else item.track
             if raw == NULL:
                 continue  # a track that is gone
-            held = decode_playlist_track(raw)
+            held = decode_item_ref(raw)
             # Local files and podcast episodes are not catalog tracks.
             if held.type == "track" and is_spotify_id(held.id):
                 self._take_track(decode_track(raw), raw, outcome, album_id=None)

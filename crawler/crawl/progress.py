@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, NamedTuple, TextIO
 
-from crawler.api.ratelimit import AccountStatus
+from crawler.api.pool import AccountStatus
 from crawler.core.kinds import ENTITIES, ENTITY_STREAMS, Op, State
 from crawler.core.logs import ConsoleHandler, JsonFormatter, console_handlers, fields
 from crawler.crawl.expand import LEADS_TO
@@ -216,7 +216,8 @@ def clock_time(epoch: float) -> str:
 
 
 def account_state(a: AccountStatus) -> str:
-    budget = f"{a.rate:,.0f}/{a.window_s:g}s"
+    # An unknown limit starts unpaced (a slow start per round trip): no budget to show yet.
+    budget = f"{a.rate:,.0f}/{a.window_s:g}s" if math.isfinite(a.rate) else "slow start"
     if a.parked_for_run:
         state = "parked for this run"
     elif a.parked_until is not None:

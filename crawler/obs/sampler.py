@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crawler.api.ratelimit import PoolStatus
+from crawler.api.pool import PoolStatus
 from crawler.core.kinds import Op, State
 from crawler.core.stats import Stats
 from crawler.core.timeseries import Sample

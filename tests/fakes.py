@@ -1,20 +1,25 @@
-"""A scriptable stand-in for the API, for client tests that need exact control over replies.
+"""Stand-ins for the client tests: a scriptable API, virtual time, simulator clients.
 
-The simulator covers realistic behaviour; this fake covers what must be forced precisely:
+The simulator covers realistic behaviour; ``FakeApi`` covers what must be forced precisely:
 which token is refused, a 429 with no header and no body, a redirect to a foreign origin.
 Every token it issues is remembered, so tests can look for them in logs and errors.
-(Named test_client_* only to live with the client tests; it holds no tests itself.)
+``FakeClock`` replaces the api package's clock, so waits are asserted exactly instead of
+timed on a machine whose speed no test knows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import itertools
+import socket
+import ssl
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -148,6 +153,141 @@ async def running_recorder() -> AsyncIterator[Recorder]:
 
 FAST = Backoff(base_s=0.005, cap_s=0.05)
 
+# A self-signed certificate for 127.0.0.1 (valid until 2125), for a TLS server nobody trusts.
+SELF_SIGNED = Path(__file__).parent / "data" / "selfsigned.pem"
+SELF_SIGNED_KEY = SELF_SIGNED.with_suffix(".key")
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, so nothing else takes it, not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@dataclass
+class SilentServer:
+    """Accepts connections (TLS ones with SELF_SIGNED if ``tls``) and never answers."""
+
+    port: int = 0
+    connections: int = 0
+
+
+@asynccontextmanager
+async def silent_server(*, tls: bool = False) -> AsyncIterator[SilentServer]:
+    silent = SilentServer()
+    closing = asyncio.Event()  # each connection waits for it: the server's end
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.connections += 1
+        try:
+            await closing.wait()
+        finally:
+            writer.close()
+
+    context = None
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(SELF_SIGNED, SELF_SIGNED_KEY)
+    server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=context)
+    silent.port = server.sockets[0].getsockname()[1]
+    try:
+        yield silent
+    finally:
+        closing.set()
+        server.close()
+        await server.wait_closed()
+
+
+class FakeClock:
+    """Virtual time: it moves only when a test moves it (``advance``), or with ``auto`` when
+    something waits.
+
+    ``auto`` jumps to each wait's deadline as soon as the wait begins, which is exact while
+    one task at a time waits (a request and its retries, a token refresh). Where several
+    tasks wait, a test lets them all block (``blocked``) and then moves time itself. There is
+    no I/O in such tests, so "every task blocks" is certain to happen, whatever the machine.
+    ``waits`` lists every timed wait asked for, in order.
+    """
+
+    def __init__(self, *, auto: bool = False, start: float = 1000.0) -> None:
+        self.now = start
+        self.auto = auto
+        self.epoch_offset = 1_800_000_000.0 - start  # time() - monotonic()
+        self.waits: list[float] = []
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._pending: list[tuple[asyncio.Future[None], asyncio.Event | None]] = []
+        self._entered = asyncio.Event()  # a task began to wait
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now + self.epoch_offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self._wait(None, seconds)
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> bool:
+        return await self._wait(event, seconds)
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting on this clock that nothing has woken yet."""
+        return sum(
+            1
+            for timer, event in self._pending
+            if not timer.done() and (event is None or not event.is_set())
+        )
+
+    async def blocked(self, tasks: int) -> None:
+        """Let the other tasks run until ``tasks`` of them wait on this clock."""
+        while self.waiting < tasks:
+            self._entered = entered = asyncio.Event()
+            await entered.wait()
+
+    def advance(self, seconds: float) -> None:
+        """Move time on and wake every wait whose deadline has come, earliest first."""
+        self._advance_to(self.now + seconds)
+
+    def advance_to_next(self) -> None:
+        """Move time to the earliest deadline anything waits for."""
+        self._advance_to(min(at for at, _, timer in self._timers if not timer.done()))
+
+    def _advance_to(self, at: float) -> None:
+        self.now = max(self.now, at)
+        while self._timers and self._timers[0][0] <= self.now:
+            _, _, timer = heapq.heappop(self._timers)
+            if not timer.done():
+                timer.set_result(None)
+
+    async def _wait(self, event: asyncio.Event | None, seconds: float | None) -> bool:
+        if event is not None and event.is_set():
+            return True
+        timer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if seconds is not None:
+            self.waits.append(seconds)
+            heapq.heappush(self._timers, (self.now + seconds, next(self._order), timer))
+            if seconds <= 0:
+                timer.set_result(None)
+        waits: set[asyncio.Future[Any]] = {timer}
+        if event is not None:
+            waits.add(asyncio.ensure_future(event.wait()))
+        entry = (timer, event)
+        self._pending.append(entry)
+        self._entered.set()
+        try:
+            if self.auto and seconds is not None:
+                self.advance(max(0.0, seconds))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._pending.remove(entry)
+            for waited in waits:
+                waited.cancel()
+        return event is not None and event.is_set()
+
 
 def id_of(obj: Raw | None) -> str | None:
     """The id of an object the client returned as raw bytes (None stays None)."""
@@ -179,7 +319,7 @@ def sim_client(
 ) -> SpotifyClient:
     """A client of ``sim``; ``kwargs`` go to sim_credentials, ApiConfig or SpotifyClient."""
     cred_keys = {"rate", "window_s", "secret"}
-    client_keys = {"capabilities", "backoff"}
+    client_keys = {"capabilities", "backoff", "clock"}
     return SpotifyClient(
         sim_api(sim, **{k: v for k, v in kwargs.items() if k not in cred_keys | client_keys}),
         sim_credentials(sim, **{k: v for k, v in kwargs.items() if k in cred_keys}),
