@@ -68,6 +68,9 @@ async def test_retry_after_is_honoured_and_not_counted_as_a_failure() -> None:
     assert waits == [1.0, 1.0, 1.0]  # three 1 s parks, none cut short; max_retries (1) not used up
     assert stats.requests[("playlist", 429)] == 3 and stats.rate_limited == 3
     assert stats.retries == 3 and len(requests) == 4
+    account = CREDENTIAL.account
+    assert stats.rate_limited_by == {(account, "window"): 3}
+    assert stats.sent == {account: 4}
 
 
 async def test_429_without_header_or_body_backs_off_exponentially() -> None:
@@ -97,6 +100,8 @@ async def test_simulator_429s_with_and_without_retry_after_end_in_success(sim_se
         assert [id_of(g[0]) for g in got] == artists
         counts = await sim.stats()
         assert 0 < counts["throttled"] == stats.rate_limited <= 25
+        reason = "bare" if bare_share else "window"
+        assert stats.rate_limited_by == {("sim-account", reason): stats.rate_limited}
         assert counts["faults"].get("bare_429", 0) == (counts["throttled"] if bare_share else 0)
 
 
@@ -191,6 +196,7 @@ async def test_a_mix_of_failures_within_the_retry_budget_succeeds() -> None:
     result, _, stats, requests = await fetch_playlist(script)
     assert is_playlist(result)
     assert stats.retries == 2 and len(requests) == 3
+    assert stats.faults == {"5xx": 1, "bad_body": 1}  # what the metrics count, by kind
 
 
 async def test_wrong_length_batch_is_retried() -> None:

@@ -42,6 +42,15 @@ def describe(exc: BaseException) -> str:
     return f"connection failed ({type(exc).__name__})"
 
 
+def fault_kind(exc: BaseException) -> str:
+    """The kind of a transient failure, as the metrics and the time series count them."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "truncated"
+    return "connection"
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkFailure:
     """A failure to reach a host at all, before any HTTP answer: its cause in a few words.

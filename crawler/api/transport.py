@@ -32,7 +32,7 @@ from crawler.api.auth import TokenSource
 from crawler.api.clock import SYSTEM_CLOCK, Clock
 from crawler.api.http import ApiHttp, RawResponse
 from crawler.api.pool import AccountPool
-from crawler.api.retry import TRANSIENT_ERRORS, Backoff, describe, network_failure
+from crawler.api.retry import TRANSIENT_ERRORS, Backoff, describe, fault_kind, network_failure
 from crawler.core.errors import RequestFailed, Unreachable
 from crawler.core.stats import Stats
 
@@ -101,11 +101,13 @@ class Transport:
             try:
                 source = next(self._tokens[ticket.account.name])
                 token = await source.token()
+                self._stats.sent[ticket.account.name] += 1
                 try:
                     raw = await self._http.get(url, params, token)
                 except TRANSIENT_ERRORS as exc:
                     self._unreached(exc, failures)
                     reason, pause = describe(exc), True
+                    self._stats.faults[fault_kind(exc)] += 1
                     if isinstance(exc, TimeoutError):  # one slow answer: this request's failure
                         reason += f" waiting for {self._http.origin.authority}"
                 else:
@@ -117,6 +119,7 @@ class Transport:
                     if raw.status == 401:
                         source.invalidate(token)  # a fresh token needs no backoff
                         reason, pause = "HTTP 401 (access token refused)", False
+                        self._stats.faults["token_refused"] += 1
                     else:
                         self._pool.accepted(ticket)
                         self._warned = False
@@ -124,6 +127,7 @@ class Transport:
                         pause = True
                         if reason is None:
                             return reply
+                        self._stats.faults["5xx" if raw.status >= 500 else "bad_body"] += 1
             finally:
                 self._pool.released(ticket)  # a no-op for a ticket settled above
             if failures >= self._max_retries:
@@ -148,9 +152,10 @@ class Transport:
             log.warning("API %s: %s; retrying", host, failure.cause)
 
     def _rate_limited(self, ticket: Ticket, raw: RawResponse) -> None:
-        self._pool.rate_limited(
-            ticket, _retry_after(raw.retry_after), quota_exceeded=_quota_exceeded(raw.body)
-        )
+        retry_after, quota = _retry_after(raw.retry_after), _quota_exceeded(raw.body)
+        reason = "quota" if quota else "bare" if retry_after is None else "window"
+        self._stats.record_429(ticket.account.name, reason)
+        self._pool.rate_limited(ticket, retry_after, quota_exceeded=quota)
 
 
 def _reply(raw: RawResponse, decode: Decode) -> tuple[Reply, str | None]:
