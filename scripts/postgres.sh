@@ -9,7 +9,8 @@
 #   bash scripts/postgres.sh dsn       print postgresql://crawler:PASSWORD@127.0.0.1:PORT/crawler
 #
 # Environment: SPOTIFY_CRAWLER_PG_PORT (default 54329), SPOTIFY_CRAWLER_PG_DIR (default .pg in
-# the checkout; delete it to start from nothing). The server binaries come from Debian's
+# the checkout, or a folder in /var/tmp where the server's user cannot reach the checkout;
+# delete it to start from nothing). The server binaries come from Debian's
 # postgresql package (installed with apt-get when missing) or, where apt is not available, from
 # the pgserver wheel. As root the server runs as the `postgres` user, since initdb refuses root.
 #
@@ -20,6 +21,12 @@ cd "$(dirname "$0")/.."
 
 port="${SPOTIFY_CRAWLER_PG_PORT:-54329}"
 root="$(realpath -m "${SPOTIFY_CRAWLER_PG_DIR:-.pg}")"
+if [ -z "${SPOTIFY_CRAWLER_PG_DIR:-}" ] && [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 &&
+    ! runuser -u postgres -- test -x "$PWD"; then
+    # The server's user cannot reach this checkout (one under /root, say): the cluster goes
+    # where it can, one folder per checkout.
+    root="/var/tmp/spotify-crawler-pg-$(printf %s "$PWD" | sha256sum | cut -c1-12)"
+fi
 data="$root/data"
 log="$data/server.log"
 secret="$root/password"
@@ -35,7 +42,7 @@ die() {
 # The server's OS user: the caller, or `postgres` when the caller is root.
 as_server() {
     if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")  # from a folder it may enter: paths are absolute
     else
         "$@"
     fi
@@ -148,8 +155,12 @@ start() {
     fi
     initialise
     if ! running; then
-        as_server "$bin/pg_ctl" start -D "$data" -l "$log" -w -t 60 -o "-p $port" >/dev/null ||
-            die "the server did not start on port $port: $(tail -n 3 "$log" 2>/dev/null)"
+        if ! as_server "$bin/pg_ctl" start -D "$data" -l "$log" -w -t 60 -o "-p $port" >/dev/null 2>&1; then
+            local why
+            why="$(grep -h 'FATAL' "$log" 2>/dev/null | tail -n 1 | sed 's/.*FATAL: *//')"
+            die "the server did not start on port $port (${why:-see $log}); if another server" \
+                "has that port, set SPOTIFY_CRAWLER_PG_PORT"
+        fi
     fi
     provision
     echo "postgres.sh: running on 127.0.0.1:$(current_port) (data in $data)" >&2
