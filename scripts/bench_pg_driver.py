@@ -10,8 +10,8 @@ offer (array parameters through ``unnest`` or COPY):
 - lease: 4 connections claim batches with ``FOR UPDATE SKIP LOCKED`` until none is left;
 - commit: each owner marks its tasks done and inserts one ~1 KB raw JSON record per task in the
   same transaction, fenced by an owner check (a short update count rolls it all back);
-- export: one stream's records read back in commit order through a server-side cursor, written
-  as JSON lines (counted, not stored).
+- export: one stream's records read back in commit order (a server-side cursor, or keyset
+  pages) 5,000 at a time, framed as JSON lines (counted, not stored).
 
 Client CPU is this process's; server CPU is that of this database's backends and the server's
 own processes, read from /proc (so only for a server on this machine; an autovacuum worker
@@ -98,6 +98,11 @@ RECORDS_UNNEST = (
 )
 RECORD_COLUMNS = ("crawl", "stream", "seq", "pos", "body")
 EXPORT = "SELECT body FROM record WHERE crawl = {0} AND stream = {1} ORDER BY seq, pos"
+# Keyset pages: no long transaction or cursor, and an export could resume where it stopped.
+EXPORT_PAGE = (
+    "SELECT seq, pos, body FROM record WHERE crawl = {0} AND stream = {1}"
+    " AND (seq, pos) > ({2}, {3}) ORDER BY seq, pos LIMIT {4}"
+)
 EXPORT_BATCH = 5000
 
 
@@ -132,7 +137,10 @@ class Driver(Protocol):
     async def commit(
         self, conn: Any, owner: int, ids: list[int], bodies: list[bytes], path: str
     ) -> None: ...
-    async def export(self, conn: Any, write: Callable[[bytes], None]) -> int: ...
+    async def rows(self, conn: Any, sql: str, *args: Any) -> list[Any]: ...
+    async def export(self, conn: Any, write: Callable[[bytes], None]) -> int:
+        """One stream through a server-side cursor; returns the number of lines."""
+
     async def value(self, conn: Any, sql: str, *args: Any) -> Any:
         """The first column of the first row; ``sql`` has ``{0}``-style placeholders."""
 
@@ -149,6 +157,9 @@ class Asyncpg(Rendered):
 
     async def run(self, conn: asyncpg.Connection, sql: str) -> None:
         await conn.execute(sql)
+
+    async def rows(self, conn: asyncpg.Connection, sql: str, *args: Any) -> list[Any]:
+        return list(await conn.fetch(self.sql(sql), *args))
 
     async def export(self, conn: asyncpg.Connection, write: Callable[[bytes], None]) -> int:
         lines = 0
@@ -202,6 +213,9 @@ class Psycopg(Rendered):
 
     async def run(self, conn: psycopg.AsyncConnection[Any], sql: str) -> None:
         await conn.execute(sql)
+
+    async def rows(self, conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> list[Any]:
+        return await self._rows(conn, self.sql(sql), args)
 
     async def export(
         self, conn: psycopg.AsyncConnection[Any], write: Callable[[bytes], None]
@@ -269,6 +283,18 @@ class Psycopg(Rendered):
 
 
 DRIVERS: dict[str, Driver] = {"asyncpg": Asyncpg(), "psycopg": Psycopg()}
+
+
+async def export_pages(driver: Driver, conn: Any, write: Callable[[bytes], None]) -> int:
+    """One stream in keyset pages; returns the number of lines."""
+    lines, seq, pos = 0, 0, 0
+    while page := await driver.rows(conn, EXPORT_PAGE, CRAWL, STREAM, seq, pos, EXPORT_BATCH):
+        for _, _, body in page:
+            write(body)
+            write(b"\n")
+        lines += len(page)
+        seq, pos = page[-1][0], page[-1][1]
+    return lines
 
 
 # ---------------------------------------------------------------- measuring
@@ -453,7 +479,10 @@ async def bench_one(
                 nonlocal size
                 size += len(data)
 
-            lines = await driver.export(conns[0], write)
+            if args.export == "cursor":
+                lines = await driver.export(conns[0], write)
+            else:
+                lines = await export_pages(driver, conns[0], write)
             expected = sum(len(payloads[i % len(payloads)]) + 1 for c in claimed for i in c)
             if (lines, size) != (len(keys), expected):
                 raise AssertionError(f"export: {lines} lines of {size} bytes, not {expected}")
@@ -577,6 +606,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--commit-group", type=int, default=1000, help="tasks per commit transaction")
     p.add_argument("--drivers", nargs="+", choices=sorted(DRIVERS), default=sorted(DRIVERS))
     p.add_argument("--paths", nargs="+", choices=("unnest", "copy"), default=("unnest", "copy"))
+    p.add_argument(
+        "--export",
+        choices=("cursor", "keyset"),
+        default="cursor",
+        help="read records back through a server-side cursor, or in keyset pages",
+    )
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args(argv)
@@ -588,7 +623,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
     print(f"asyncpg {asyncpg.__version__}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__})")
     print(
         f"N = {args.tasks:,} tasks, {WORKERS} connections, discover groups of {args.group},"
-        f" claims of {args.lease} ({args.claim}), commit groups of {args.commit_group};"
+        f" claims of {args.lease} ({args.claim}), commit groups of {args.commit_group},"
+        f" export by {args.export};"
         " figures per 1,000,000"
     )
     for run in range(1, args.runs + 1):

@@ -78,7 +78,7 @@ def _script(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def _execute(dsn: str, *statements: str) -> None:
-    import asyncpg
+    import asyncpg  # here, not at the top: this plugin loads even without the postgres extra
 
     conn = await asyncpg.connect(dsn)
     try:
