@@ -14,6 +14,8 @@ from crawler.sim.catalog import Catalog
 from crawler.sim.config import DEFAULT_CLIENT, SimClient, SimConfig
 from crawler.sim.server import SimServer, start_sim
 
+pytest_plugins = ["tests.pg"]
+
 SIM_ARTISTS = 200
 
 StartSim = Callable[..., Awaitable[SimServer]]
