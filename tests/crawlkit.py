@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from crawler.core.config import SIM_CREDENTIAL, Config, Credential, load_config
-from crawler.core.kinds import ENTITY_STREAMS
+from crawler.core.kinds import ENTITY_STREAMS, STREAMS
 from crawler.sim.catalog import Catalog
 from crawler.sim.config import SimConfig
 from crawler.sim.groundtruth import Expansion, GroundTruth, Search, Seeds, ground_truth
@@ -33,11 +33,12 @@ def write_config(
     tmp_path: Path,
     url: str,
     *,
-    seeds: dict[str, list[str]],
+    seeds: dict[str, list[Any]],
     expand: dict[str, Any] | None = None,
     credentials: Sequence[Credential | dict[str, Any]] | None = None,
     api: dict[str, Any] | None = None,
     crawl: dict[str, Any] | None = None,
+    output: dict[str, bool] | None = None,
 ) -> Path:
     """A crawl.toml for a crawl of the simulator at ``url``; returns its path."""
     # A known, generous budget: these crawls measure the crawler, not the limit's discovery.
@@ -55,6 +56,7 @@ def write_config(
         "seeds": seeds,
         "expand": {**FULL, **(expand or {})},
         "crawl": {"out_dir": "out", "concurrency": 16, "progress": "off", **(crawl or {})},
+        "output": output or {},
     }
     path = tmp_path / "crawl.toml"
     path.write_bytes(msgspec.toml.encode(document))
@@ -115,10 +117,10 @@ def read_output(out_dir: Path, streams: Iterable[str] = ENTITY_STREAMS) -> Outpu
 
 
 def assert_ground_truth(
-    out_dir: Path, truth: GroundTruth, streams: Iterable[str] = ENTITY_STREAMS
+    out_dir: Path, truth: GroundTruth, streams: Iterable[str] = STREAMS
 ) -> Output:
-    """The `streams` written (by default the entity streams, which every crawl writes) are
-    exactly the ground truth: no record missing or unexpected, none twice, no torn line."""
+    """The `streams` written (by default all of them: entities and edges) are exactly the
+    ground truth: no record missing or unexpected, none twice, no torn line."""
     streams = tuple(streams)
     checked = verify(out_dir, truth, streams)
     assert checked.exact, checked.problems()

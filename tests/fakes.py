@@ -47,8 +47,11 @@ PLAYLIST = {"id": "p", "items": {"items": [], "total": 7, "limit": 50}}
 
 
 def is_playlist(result: object) -> bool:
-    """Whether ``result`` is the client's reading of PLAYLIST."""
-    return isinstance(result, Playlist) and result.page.total == 7
+    """Whether ``result`` is the client's reading of PLAYLIST: its bytes and its view."""
+    if not isinstance(result, tuple):
+        return False
+    raw, view = result
+    return isinstance(view, Playlist) and view.page.total == 7 and orjson.loads(bytes(raw))["id"] == "p"
 
 
 def json_reply(status: int, body: object = None, headers: dict[str, str] | None = None) -> Scripted:

@@ -331,12 +331,14 @@ async def test_artist_albums_and_playlists_carry_what_the_edge_streams_need(sim_
     raw_playlist = (await api.get(f"/v1/playlists/{playlist}")).json()
     async with sim_client(api.server) as client:
         albums = await client.artist_albums(artist, ["album", "single"])
-        got = await client.playlist(playlist)
+        fetched = await client.playlist(playlist)
     assert [(a.id, a.album_group) for a in albums.items] == [
         (a["id"], a["album_group"]) for a in raw_albums["items"]
     ]
     assert {a.album_group for a in albums.items} <= {"album", "single"}
-    assert got is not None
+    assert fetched is not None
+    raw, got = fetched
+    assert orjson.loads(bytes(raw)) == raw_playlist  # the API's own object, for playlists.jsonl
     assert (got.id, got.snapshot_id) == (playlist, raw_playlist["snapshot_id"])
     for raw, want in zip(got.page.items, raw_playlist["items"]["items"], strict=True):
         item = decode_playlist_item(raw)

@@ -274,20 +274,6 @@ def test_fingerprint_of_a_plain_search_is_what_older_checkpoints_stored(tmp_path
     }
 
 
-async def test_typed_searches_are_refused_until_the_crawl_pages_them(tmp_path: Path) -> None:
-    """Crawling ``q`` as a first-page artist query instead would be a silent wrong answer."""
-    from crawler.cli.crawl import run_crawl
-
-    path = write(tmp_path, CREDS + '[seeds]\nsearch = ["a", { q = "b", type = "track" }]\n')
-    with pytest.raises(ConfigError) as info:
-        await run_crawl(load_config(path, environ={}))
-    assert str(info.value) == (
-        f"{path}: seeds.search[1]: only artist queries of the first 10 results are crawled "
-        "so far; drop type and limit"
-    )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["crawl.toml"]
-
-
 @pytest.mark.parametrize(
     "url",
     [

@@ -8,6 +8,7 @@ import pytest
 
 from crawler.cli.crawl import run_crawl
 from crawler.core.errors import ConfigError
+from crawler.core.kinds import ENTITY_STREAMS
 from crawler.core.tasks import Op, Outcome, Task
 from crawler.crawl.expand import LEADS_TO, Expander, feeders
 from crawler.sim.catalog import Catalog
@@ -125,3 +126,56 @@ async def test_no_seeds_is_a_config_error(tmp_path: Path) -> None:
     config = config_for(tmp_path, "http://127.0.0.1:9", seeds={})
     with pytest.raises(ConfigError, match="no seeds configured"):
         await run_crawl(config)
+
+
+def typed_searches(catalog: Catalog) -> list[dict[str, object]]:
+    """A search of each kind, paged (limits beyond one page), from the catalog's own words."""
+    model = catalog.model
+    genre = next(g for i in range(catalog.artists) for g in model.artist(i).genres if " " in g)
+    album_word = model.album(*catalog.decode(catalog.album_ids_of(2)[0])[1:3]).name.split()[0]
+    return [
+        {"q": f'genre:"{genre}"', "type": "track", "limit": 25},
+        {"q": album_word, "type": "album", "limit": 12},
+        {"q": "mix", "type": "playlist", "limit": 15},
+        {"q": "zzz no such name", "type": "artist", "limit": 5},
+    ]
+
+
+@pytest.mark.parametrize("mode", ["extended", "development"])
+async def test_typed_searches_and_playlists_are_the_ground_truth(tmp_path: Path, mode: str) -> None:
+    """Every stream exact: search results of every kind become seeds (paged, 10 a page in
+    development mode), playlists are written with every item, of every kind, by position."""
+    catalog = Catalog(30, seed=5, playlists=40)
+    seeds = {"search": typed_searches(catalog), "playlists": [catalog.playlist_id(1)]}
+    expand = {"artist_albums": [], "related_artists": False}
+    async with await start_sim(SimConfig(mode=mode), catalog) as sim:
+        config = config_for(tmp_path, sim.url, seeds=seeds, expand=expand)
+        result = await run_crawl(config)
+        calls = (await sim.stats())["by_endpoint"]
+    assert result.exit_code == 0, result.message
+    truth = expected(catalog, config, mode)
+    assert_ground_truth(config.crawl.out_dir, truth)
+    assert len(truth.playlists) > 2 and len(truth.playlist_items) > 100
+    kinds = {item[2] for item in truth.playlist_items}
+    assert kinds == {"track", "episode", None}  # catalog tracks, episodes, removed tracks
+    assert len(truth.tracks) > 25  # the genre search found tracks, more than one page's worth
+    # A development-mode app in mode "auto" may be refused limit 50 once per search first.
+    probes = len(seeds["search"]) if mode == "development" else 0
+    assert truth.calls["search"] <= calls["search"] <= truth.calls["search"] + probes
+
+
+async def test_edge_streams_switched_off_are_not_written(tmp_path: Path) -> None:
+    catalog = Catalog(30, seed=5)
+    off = dict.fromkeys(("playlists", "related_artists", "artist_albums", "playlist_items"), False)
+    seeds = {"artists": [existing_artist(catalog)], "playlists": [catalog.playlist_id(0)]}
+    async with await start_sim(SimConfig(), catalog) as sim:
+        config = config_for(tmp_path, sim.url, seeds=seeds, output=off)
+        assert (await run_crawl(config)).exit_code == 0
+    out = config.crawl.out_dir
+    assert sorted(p.name for p in out.glob("*.jsonl")) == [
+        "albums.jsonl",
+        "artists.jsonl",
+        "audio_features.jsonl",
+        "tracks.jsonl",
+    ]
+    assert_ground_truth(out, expected(catalog, config), ENTITY_STREAMS)

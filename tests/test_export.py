@@ -44,7 +44,7 @@ from crawler.sim.config import SimConfig
 from crawler.sim.server import start_sim
 from tests.crawlkit import config_for
 
-CATALOG = Catalog(24, seed=3, playlists=4)
+CATALOG = Catalog(24, seed=3, playlists=40)
 TABLE_FORMATS = ("parquet", "duckdb", "sqlite", "csv")
 EPOCH = 1_767_225_600.0
 
@@ -98,69 +98,35 @@ def objects(out: Path, stream: str) -> list[dict[str, Any]]:
 # -- the sources: a crawl, then edge streams written from the simulator's model ----------
 
 
+def varied_playlists(count: int = 2) -> list[str]:
+    """Playlists whose items hold every kind: tracks, episodes, local files, removed tracks."""
+    view = CATALOG.view()
+    chosen = []
+    for q in range(CATALOG.playlists):
+        items = orjson.loads(view.playlist_items_json(q, 0, 100, "tracks"))["items"]
+        kinds = {(i["item"] or {}).get("type") for i in items} | {
+            "local" for i in items if i["is_local"]
+        }
+        if {"track", "episode", "local", None} <= kinds:
+            chosen.append(CATALOG.playlist_id(q))
+    assert len(chosen) >= count, "the catalog needs playlists with every kind of item"
+    return chosen[:count]
+
+
 def crawl(tmp: Path, mode: str) -> Crawl:
+    """A real crawl writes every stream: entities, related artists, artist albums, playlists
+    (seeded) and their items."""
+    seeds = {"artists": [CATALOG.artist_id(1)], "playlists": varied_playlists()}
+
     async def run() -> Config:
         async with await start_sim(SimConfig(mode=mode), CATALOG) as sim:
-            config = config_for(tmp, sim.url, seeds={"artists": [CATALOG.artist_id(1)]})
+            config = config_for(tmp, sim.url, seeds=seeds)
             result = await run_crawl(config)
             assert result.exit_code == 0, result.message
             return config
 
     config = asyncio.run(run())
-    extended = mode == "extended"
-    write_edges(config.crawl.out_dir, extended)
-    return Crawl(config, config.crawl.out_dir, extended)
-
-
-def write_edges(out: Path, extended: bool) -> None:
-    """What the crawler's edge streams will hold for this crawl (issue 13's record shapes)."""
-    model, view = CATALOG.model, CATALOG.view(extended=extended)
-    lines: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    for artist in objects(out, "artists"):
-        ref = CATALOG.decode(artist["id"])
-        assert ref is not None
-        if extended:
-            for rank, j in enumerate(model.related(ref.main)):
-                edge = {"artist_id": artist["id"], "related_artist_id": CATALOG.artist_id(j)}
-                lines["related_artists"].append({**edge, "rank": rank})
-        groups = ("album", "single", "compilation")
-        for position, (i, a, group) in enumerate(model.discography(ref.main, groups)):
-            edge = {"artist_id": artist["id"], "album_id": CATALOG.album_id(i, a)}
-            lines["artist_albums"].append(
-                {**edge, "album_group": group if extended else None, "position": position}
-            )
-    for q in range(2):
-        playlist = view.playlist(q)
-        lines["playlists"].append(playlist)
-        head = {"playlist_id": playlist["id"], "snapshot_id": playlist["snapshot_id"]}
-        for position, item in enumerate(playlist["items"]["items"][:5]):
-            lines["playlist_items"].append(
-                {
-                    **head,
-                    "position": position,
-                    "item_type": "track",
-                    "item_id": item["track"]["id"],
-                    "added_at": item["added_at"],
-                    "added_by": item["added_by"]["id"],
-                    "is_local": False,
-                }
-            )
-        odd = [("episode", "4rOoJ6Egrf8K2IrywzwOMk", None, False), (None, None, None, True)]
-        for k, (kind, item_id, added_by, local) in enumerate(odd, 5):
-            lines["playlist_items"].append(
-                {
-                    **head,
-                    "position": k,
-                    "item_type": kind,
-                    "item_id": item_id,
-                    "added_at": None if local else "2021-06-30T08:15:00Z",
-                    "added_by": added_by,
-                    "is_local": local,
-                }
-            )
-    for stream, records in lines.items():
-        data = b"".join(orjson.dumps(r) + b"\n" for r in records)
-        (out / stream_file(stream)).write_bytes(data)
+    return Crawl(config, config.crawl.out_dir, mode == "extended")
 
 
 @pytest.fixture(scope="module")
@@ -503,12 +469,7 @@ def test_cli_writes_the_dataset_card(
         at = columns.index("fetched_at")
         assert all(row[at] is not None for row in rows), table
         unfetched[table] = [(*row[:at], None, *row[at + 1 :]) for row in rows]
-    # Only what the store committed is exported: the edge files written beside the crawl
-    # by this test's fixture are not the crawl's.
-    entity_tables = {"artists", "albums", "tracks", "audio_features"}
-    entity_tables |= {"album_artists", "track_artists"}
-    want = expected_tables(development, False)
-    assert unfetched == {t: want[t] if t in entity_tables else [] for t in want}
+    assert unfetched == expected_tables(development, False)
 
 
 def test_cli_default_target_and_existing_target_refused_without_force(

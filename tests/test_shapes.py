@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from crawler.api.capabilities import Capabilities
 from crawler.api.client import batch_decoder
 from crawler.api.schema import decode_page, decode_playlist
-from crawler.core.config import ExpandConfig
+from crawler.core.config import ExpandConfig, OutputConfig
 from crawler.core.kinds import ENTITIES
 from crawler.core.tasks import Op, State, Task
 from crawler.crawl.expand import Expander
@@ -70,7 +70,7 @@ class StubClient:
 
 
 def run_unit(client: StubClient, op: Op, keys: list[str]) -> Any:
-    expander = Expander(client, ExpandConfig())  # type: ignore[arg-type]
+    expander = Expander(client, ExpandConfig(), OutputConfig())  # type: ignore[arg-type]
     tasks = [Task(i + 1, op, key) for i, key in enumerate(keys)]
     return tasks, asyncio.run(expander.run(op, tasks))
 

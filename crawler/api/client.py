@@ -46,6 +46,7 @@ from crawler.api.schema import (
 from crawler.api.transport import Decode, Reply, Transport
 from crawler.core.config import ApiConfig, Credential
 from crawler.core.errors import ConfigError, EdgeUnavailable, RequestFailed
+from crawler.core.ids import is_spotify_id
 from crawler.core.kinds import ENTITIES, EntityKind, Flag, Op
 from crawler.core.stats import Stats
 
@@ -65,6 +66,7 @@ class SearchPage:
     total: int
     limit: int  # the page size the API used, which may be less than asked for
     offset: int
+    credits: list[str]  # artists credited on the tracks found (a search of tracks)
 
 
 def batch_decoder(kind: EntityKind, count: int) -> Decode:
@@ -108,6 +110,10 @@ def _search_decoder(kind: SearchKind) -> Decode:
 _SEARCH_DECODERS: dict[SearchKind, Decode] = {
     kind: _search_decoder(kind) for kind in ("artist", "album", "track", "playlist")
 }
+
+
+def _raw_playlist(body: bytes) -> tuple[Raw, Playlist]:
+    return Raw(body), decode_playlist(body)
 
 
 def _raw_entity(body: bytes) -> Raw:
@@ -317,8 +323,9 @@ class SpotifyClient:
             return None
         raise _unexpected(endpoint, reply)
 
-    async def playlist(self, playlist_id: str) -> Playlist | None:
-        return await self._single("playlist", f"/v1/playlists/{playlist_id}", decode_playlist)
+    async def playlist(self, playlist_id: str) -> tuple[Raw, Playlist] | None:
+        """The playlist as the API's own bytes (its output line), and the view the crawl reads."""
+        return await self._single("playlist", f"/v1/playlists/{playlist_id}", _raw_playlist)
 
     # -------------------------------------------------------------- edges and pages
 
@@ -433,9 +440,9 @@ class SpotifyClient:
             decode=_SEARCH_DECODERS[kind],
             wanted=limit,
         )
-        return SearchPage(
-            [item.id for item in items.items if item is not None], items.total, items.limit, offset
-        )
+        found = [item for item in items.items if item is not None]
+        credits = [a.id for item in found for a in item.artists if is_spotify_id(a.id)]
+        return SearchPage([item.id for item in found], items.total, items.limit, offset, credits)
 
     async def search_artists(self, query: str) -> list[str]:
         """The IDs of the first page of artists matching ``query``."""

@@ -57,10 +57,18 @@ class ArtistAlbumsPage(Struct):
     limit: int
 
 
+class SearchHit(Struct):
+    """A search result: its id, and (a track's) credited artists, which a search of tracks
+    leads to as a seed track does."""
+
+    id: str
+    artists: list[Ref] = []
+
+
 class SearchItems(Struct):
     """One result type's page of a search; playlist results hold nulls for hidden playlists."""
 
-    items: list[Entity | None]
+    items: list[SearchHit | None]
     total: int
     limit: int
     offset: int = 0

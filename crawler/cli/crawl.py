@@ -153,12 +153,6 @@ async def run_crawl(
     """
     if config.seeds.is_empty():
         raise ConfigError(f"{config.path}: seeds: no seeds configured; nothing to crawl")
-    for index, search in enumerate(config.seeds.search):
-        if search.as_toml() != search.q:  # until the engine pages typed searches (issue 13)
-            raise ConfigError(
-                f"{config.path}: seeds.search[{index}]: only artist queries of the first 10 "
-                "results are crawled so far; drop type and limit"
-            )
     stats = Stats()
     async with contextlib.AsyncExitStack() as stack:
         if sim:

@@ -26,6 +26,57 @@ def split_paged_key(key: str) -> tuple[str, int]:
     return entity_id, int(offset)
 
 
+class PlaylistPage(NamedTuple):
+    """A page of a playlist's items: from ``offset`` up to ``end`` (what the page was planned
+    to cover: a page served shorter leaves the rest to a follow-up page), read from the
+    playlist's version ``snapshot``, which every item record names."""
+
+    playlist_id: str
+    offset: int
+    end: int
+    snapshot: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.playlist_id}:{self.offset}:{self.end}:{self.snapshot or ''}"
+
+    @classmethod
+    def of(cls, key: str, default_page: int) -> PlaylistPage:
+        """Parse a key; older checkpoints wrote ``playlist:offset`` (no end, no snapshot)."""
+        parts = key.split(":", 3)
+        if len(parts) == 2:
+            return cls(parts[0], int(parts[1]), int(parts[1]) + default_page, None)
+        playlist_id, offset, end, snapshot = parts
+        return cls(playlist_id, int(offset), int(end), snapshot or None)
+
+
+class SearchPageKey(NamedTuple):
+    """One page of a search seed: results ``offset`` on, of the first ``limit`` of ``type``.
+
+    A first-page artist search of 10 is keyed by its bare query, as checkpoints before typed
+    searches keyed it; other keys are tab-separated (a query is stripped, so it cannot
+    start with a tab, and it comes last, so it may hold any).
+    """
+
+    q: str
+    type: str = "artist"
+    limit: int = 10
+    offset: int = 0
+
+    @property
+    def key(self) -> str:
+        if (self.type, self.limit, self.offset) == ("artist", 10, 0):
+            return self.q
+        return f"\t{self.type}\t{self.limit}\t{self.offset}\t{self.q}"
+
+    @classmethod
+    def of(cls, key: str) -> SearchPageKey:
+        if not key.startswith("\t"):
+            return cls(key)
+        _, kind, limit, offset, q = key.split("\t", 4)
+        return cls(q, kind, int(limit), int(offset))
+
+
 class Task(NamedTuple):
     """A NamedTuple rather than a dataclass: millions are made, and these are cheap to make."""
 

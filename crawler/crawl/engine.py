@@ -30,7 +30,7 @@ from crawler.core.config import Config
 from crawler.core.errors import AllAccountsParked, CrawlerError, EdgeUnavailable, RequestFailed
 from crawler.core.kinds import Op, State
 from crawler.core.stats import Stats
-from crawler.core.tasks import Outcome, Task
+from crawler.core.tasks import Outcome, SearchPageKey, Task
 from crawler.crawl.committer import GroupCommitter
 from crawler.crawl.expand import BadShape, Expander
 from crawler.crawl.frontier import Frontier
@@ -69,7 +69,9 @@ class Engine:
         self.store = store
         self.stats = stats
         self.frontier = Frontier(FRONTIER_WINDOW, store)
-        self.expander = Expander(client, config.expand, frozenset(config.seeds.tracks))
+        self.expander = Expander(
+            client, config.expand, config.output, frozenset(config.seeds.tracks)
+        )
         concurrency = config.crawl.concurrency
         self._linger = config.crawl.linger_ms / 1000
         self._unsettled: Counter[Op] = Counter()
@@ -163,7 +165,7 @@ class Engine:
             *((Op.ALBUM, i) for i in seeds.albums),
             *((Op.TRACK, i) for i in seeds.tracks),
             *((Op.PLAYLIST, i) for i in seeds.playlists),
-            *((Op.SEARCH, s.q) for s in seeds.search),
+            *((Op.SEARCH, SearchPageKey(s.q, s.type, s.limit).key) for s in seeds.search),
         ]
 
     async def _probe_tracks_endpoint(self) -> None:
@@ -376,7 +378,10 @@ class Engine:
         states = await self.store.states(self._seed_tasks())
         missing = [key for key, state in states.items() if state is State.MISSING]
         for op, key in missing[:MISSING_SEEDS_SHOWN]:
-            log.warning("seed %s %s does not exist", op.name.lower(), key)
+            if op is Op.SEARCH:
+                log.warning("seed search %r found nothing", SearchPageKey.of(key).q)
+            else:
+                log.warning("seed %s %s does not exist", op.name.lower(), key)
         if len(missing) > MISSING_SEEDS_SHOWN:
             log.warning("… and %d more seeds that do not exist", len(missing) - MISSING_SEEDS_SHOWN)
         return missing

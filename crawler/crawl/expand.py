@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
+import orjson
 from msgspec import Raw
 
 from crawler.api.client import SpotifyClient
@@ -23,10 +24,17 @@ from crawler.api.schema import (
     decode_playlist_item,
     decode_track,
 )
-from crawler.core.config import ExpandConfig
+from crawler.core.config import ExpandConfig, OutputConfig
 from crawler.core.ids import is_spotify_id
 from crawler.core.kinds import ENTITIES, Op, State
-from crawler.core.tasks import Outcome, Task, paged_key, split_paged_key
+from crawler.core.tasks import (
+    Outcome,
+    PlaylistPage,
+    SearchPageKey,
+    Task,
+    paged_key,
+    split_paged_key,
+)
 
 ALBUM_TRACKS_PAGE = 50
 PLAYLIST_ITEMS_PAGE = 50
@@ -39,12 +47,13 @@ BadShape = msgspec.ValidationError  # an object that parsed but is not what the 
 LEADS_TO: dict[Op, frozenset[Op]] = {
     Op.ARTIST: frozenset({Op.RELATED, Op.ARTIST_ALBUMS}),
     Op.RELATED: frozenset({Op.ARTIST}),
-    Op.SEARCH: frozenset({Op.ARTIST}),
+    # Searches find artists, albums, playlists or tracks (whose credits they follow).
+    Op.SEARCH: frozenset({Op.ARTIST, Op.ALBUM, Op.PLAYLIST, Op.TRACK, Op.FEATURES}),
     Op.ARTIST_ALBUMS: frozenset({Op.ALBUM, Op.ARTIST_ALBUMS}),
     Op.ALBUM: frozenset({Op.TRACK, Op.FEATURES, Op.ALBUM_TRACKS, Op.ARTIST}),
     Op.ALBUM_TRACKS: frozenset({Op.TRACK, Op.FEATURES, Op.ARTIST}),
     Op.PLAYLIST: frozenset({Op.PLAYLIST_ITEMS, Op.TRACK, Op.FEATURES, Op.ARTIST}),
-    Op.PLAYLIST_ITEMS: frozenset({Op.TRACK, Op.FEATURES, Op.ARTIST}),
+    Op.PLAYLIST_ITEMS: frozenset({Op.PLAYLIST_ITEMS, Op.TRACK, Op.FEATURES, Op.ARTIST}),
     Op.TRACK: frozenset(),
     Op.FEATURES: frozenset(),
 }
@@ -72,10 +81,15 @@ def _further_offsets(page: Page, step: int) -> range:
 
 class Expander:
     def __init__(
-        self, client: SpotifyClient, expand: ExpandConfig, seed_tracks: frozenset[str] = frozenset()
+        self,
+        client: SpotifyClient,
+        expand: ExpandConfig,
+        output: OutputConfig,
+        seed_tracks: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
         self.expand = expand
+        self.output = output
         self._seed_tracks = seed_tracks
         self.feeders = feeders(bool(seed_tracks))
         self._batch_handlers: dict[Op, Callable[[list[Task], Outcome], Awaitable[None]]] = {
@@ -189,17 +203,48 @@ class Expander:
     # ------------------------------------------------------------ one task per call
 
     async def _related(self, task: Task, outcome: Outcome) -> State:
-        self._take_artists(await self.client.related_artists(task.key), outcome)
+        related = await self.client.related_artists(task.key)
+        self._take_artists(related, outcome)
+        if self.output.related_artists:
+            outcome.records.extend(
+                ("related_artists", _edge(artist_id=task.key, related_artist_id=b, rank=k))
+                for k, b in enumerate(related)
+            )
         return State.DONE
 
     async def _search(self, task: Task, outcome: Outcome) -> State:
-        self._take_artists(await self.client.search_artists(task.key), outcome)
-        return State.DONE
+        """One page of a search seed: its results become seeds of their kind."""
+        seed = SearchPageKey.of(task.key)
+        page = await self.client.search(seed.type, seed.q, seed.offset, seed.limit - seed.offset)
+        found = _SEARCH_FINDS[seed.type]
+        outcome.discovered.extend((found, i) for i in page.ids[: seed.limit - seed.offset])
+        if self.expand.track_artists:  # found tracks lead on as seed tracks do
+            self._take_artists(page.credits, outcome)
+        if seed.offset == 0:
+            if page.limit < 1:
+                raise BadShape("search page without a positive limit")
+            for more in range(page.limit, min(seed.limit, page.total), page.limit):
+                key = seed._replace(offset=more).key
+                outcome.discovered.append((Op.SEARCH, key))
+        return State.DONE if page.total else State.MISSING
 
     async def _artist_albums(self, task: Task, outcome: Outcome) -> State:
         artist_id, offset = split_paged_key(task.key)
         page = await self.client.artist_albums(artist_id, self.expand.artist_albums, offset)
         outcome.discovered.extend((Op.ALBUM, album.id) for album in page.items)
+        if self.output.artist_albums:
+            outcome.records.extend(
+                (
+                    "artist_albums",
+                    _edge(
+                        artist_id=artist_id,
+                        album_id=album.id,
+                        album_group=album.album_group,
+                        position=offset + i,
+                    ),
+                )
+                for i, album in enumerate(page.items)
+            )
         if offset == 0:
             if page.limit < 1:
                 raise BadShape("artist albums page without a positive limit")
@@ -214,19 +259,31 @@ class Expander:
         return State.DONE
 
     async def _playlist(self, task: Task, outcome: Outcome) -> State:
-        playlist = await self.client.playlist(task.key)
-        if playlist is None:
+        fetched = await self.client.playlist(task.key)
+        if fetched is None:
             return State.MISSING
+        raw, playlist = fetched
+        if self.output.playlists:
+            outcome.records.append(("playlists", raw))
         page = playlist.page
-        self._take_playlist_items(page.items, outcome)
-        for offset in _further_offsets(page, PLAYLIST_ITEMS_PAGE):
-            outcome.discovered.append((Op.PLAYLIST_ITEMS, paged_key(task.key, offset)))
+        first = PlaylistPage(task.key, 0, len(page.items), playlist.snapshot_id)
+        self._take_playlist_items(first, page.items, outcome)
+        step = self.client.capabilities.playlist_items_limit
+        for offset in _further_offsets(page, step):
+            later = first._replace(offset=offset, end=min(offset + step, page.total))
+            outcome.discovered.append((Op.PLAYLIST_ITEMS, later.key))
         return State.DONE
 
     async def _playlist_items(self, task: Task, outcome: Outcome) -> State:
-        playlist_id, offset = split_paged_key(task.key)
-        page = await self.client.playlist_items(playlist_id, offset)
-        self._take_playlist_items(page.items, outcome)
+        planned = PlaylistPage.of(task.key, PLAYLIST_ITEMS_PAGE)
+        page = await self.client.playlist_items(planned.playlist_id, planned.offset)
+        items = page.items[: planned.end - planned.offset]
+        self._take_playlist_items(planned, items, outcome)
+        reached = planned.offset + len(items)
+        if items and reached < min(planned.end, page.total):
+            # Served a shorter page than planned (the app was refused the larger limit since):
+            # the rest of the range is a page of its own.
+            outcome.discovered.append((Op.PLAYLIST_ITEMS, planned._replace(offset=reached).key))
         return State.DONE
 
     # ------------------------------------------------------------ shared expansion
@@ -234,16 +291,28 @@ class Expander:
     def _take_artists(self, artist_ids: list[str], outcome: Outcome) -> None:
         outcome.discovered.extend((Op.ARTIST, i) for i in artist_ids)
 
-    def _take_playlist_items(self, items: list[Raw], outcome: Outcome) -> None:
-        for raw_item in items:
+    def _take_playlist_items(self, page: PlaylistPage, items: list[Raw], outcome: Outcome) -> None:
+        """Every entry is a record (tracks, episodes, local files, removed tracks); only
+        catalog tracks are followed."""
+        for position, raw_item in enumerate(items, start=page.offset):
             item = decode_playlist_item(raw_item)
-            raw = item.item if item.track == NULL else item.track
-            if raw == NULL:
-                continue  # a track that is gone
-            held = decode_item_ref(raw)
+            held = item.content
+            ref = None if held == NULL else decode_item_ref(held)
+            if self.output.playlist_items:
+                record = _edge(
+                    playlist_id=page.playlist_id,
+                    snapshot_id=page.snapshot,
+                    position=position,
+                    item_type=None if ref is None else ref.type,
+                    item_id=None if ref is None else ref.id,
+                    added_at=item.added_at,
+                    added_by=None if item.added_by is None else item.added_by.id,
+                    is_local=item.is_local,
+                )
+                outcome.records.append(("playlist_items", record))
             # Local files and podcast episodes are not catalog tracks.
-            if held.type == "track" and is_spotify_id(held.id):
-                self._take_track(decode_track(raw), raw, outcome, album_id=None)
+            if ref is not None and ref.type == "track" and is_spotify_id(ref.id):
+                self._take_track(decode_track(held), held, outcome, album_id=None)
 
     def _take_tracks(self, items: list[Raw], outcome: Outcome, album_id: str) -> None:
         for raw in items:
@@ -265,6 +334,20 @@ class Expander:
             outcome.discovered.extend(
                 (Op.ARTIST, artist.id) for artist in track.artists if is_spotify_id(artist.id)
             )
+
+
+# What the results of each kind of search are: seeds of that kind.
+_SEARCH_FINDS: dict[str, Op] = {
+    "artist": Op.ARTIST,
+    "album": Op.ALBUM,
+    "track": Op.TRACK,
+    "playlist": Op.PLAYLIST,
+}
+
+
+def _edge(**fields: object) -> bytes:
+    """An edge record: compact JSON, its fields in the order given (the public format)."""
+    return orjson.dumps(fields)
 
 
 def _with_album(raw: Raw, album_id: str | None) -> bytes:
