@@ -51,7 +51,11 @@ def is_playlist(result: object) -> bool:
     if not isinstance(result, tuple):
         return False
     raw, view = result
-    return isinstance(view, Playlist) and view.page.total == 7 and orjson.loads(bytes(raw))["id"] == "p"
+    return (
+        isinstance(view, Playlist)
+        and view.page.total == 7
+        and orjson.loads(bytes(raw))["id"] == "p"
+    )
 
 
 def json_reply(status: int, body: object = None, headers: dict[str, str] | None = None) -> Scripted:

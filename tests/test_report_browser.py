@@ -32,10 +32,16 @@ from bokeh.palettes import Category10_10
 from PIL import Image
 
 from crawler.api.capabilities import Capabilities
-from crawler.core.config import ApiMode
+from crawler.cli import report as report_cli
+from crawler.cli.crawl import run_crawl
+from crawler.core.config import ApiMode, Config, load_config
 from crawler.report import ReportData, read_dataset, read_timeline, sections
 from crawler.report.render import build_report
 from crawler.report.synthetic import synthetic_crawl, synthetic_dataset
+from crawler.sim.catalog import Catalog
+from crawler.sim.config import SimConfig
+from crawler.sim.server import start_sim
+from tests.crawlkit import write_config
 
 FLAGS = (
     "--headless",
@@ -430,3 +436,52 @@ async def test_the_checks_catch_a_broken_page(browser: str, tmp_path: Path) -> N
     assert [m["near"] for m in seen.charts] == [0]  # a blank canvas is not a chart
     colours, ink = colour_stats(seen.screenshot)
     assert colours < 200 or ink < 0.05
+
+
+# -- reports of real crawls of the simulator ----------------------------------------------
+
+CATALOG = Catalog(30, seed=7, playlists=10)
+
+
+async def crawled(tmp_path: Path, mode: str, *, paused_first: bool = False) -> Config:
+    """A crawl of the simulator (artists, a playlist); with ``paused_first``, its first run
+    is paused by a long ban on every account (exit 3) and a second run finishes it."""
+    seeds = {"artists": CATALOG.first_artist_ids(), "playlists": [CATALOG.playlist_id(0)]}
+    if paused_first:
+        limited = SimConfig(mode=mode, rate=5, window_s=600)
+        async with await start_sim(limited, CATALOG) as sim:
+            path = write_config(
+                tmp_path,
+                sim.url,
+                seeds=seeds,
+                api={"max_retry_after_s": 60},
+                credentials=[{"client_id": "sim-client", "client_secret": "sim-secret", "rate": 0}],
+            )
+            assert (await run_crawl(load_config(path, environ={}))).exit_code == 3
+    async with await start_sim(SimConfig(mode=mode), CATALOG) as sim:
+        # Resuming against another simulator: the API's address is not part of the crawl.
+        path = write_config(tmp_path, sim.url, seeds=seeds)
+        config = load_config(path, environ={})
+        assert (await run_crawl(config)).exit_code == 0
+    return config
+
+
+@pytest.mark.parametrize(
+    ("mode", "paused"), [("extended", False), ("development", False), ("extended", True)]
+)
+async def test_the_report_of_a_real_crawl_renders_every_chart(
+    browser: str, tmp_path: Path, mode: str, paused: bool
+) -> None:
+    config = await crawled(tmp_path, mode, paused_first=paused)
+    path = tmp_path / "report.html"
+    await asyncio.to_thread(report_cli.build, config, path)
+
+    seen = await visit(browser, path)
+
+    assert seen.charts and [m for m in seen.charts if m["near"] == 0] == []
+    assert offsite(seen.log, path) == [] and seen.log.errors == []
+    colours, ink = colour_stats(seen.screenshot)
+    assert colours >= 200 and ink >= 0.05, (colours, ink)
+    (tmp_path / "report.png").write_bytes(seen.screenshot)
+    expected_runs = ["run 1 · exit 3 · paused", "run 2 · exit 0"] if paused else ["run 1 · exit 0"]
+    assert seen.marks["labels"] == expected_runs

@@ -39,6 +39,7 @@ from bokeh.embed import file_html
 from bokeh.models import (
     BoxAnnotation,
     ColumnDataSource,
+    DataRange1d,
     FactorRange,
     HoverTool,
     Label,
@@ -200,6 +201,9 @@ def _plot(chart: Chart, time_range: Range1d | None) -> Any:
     if chart.x_kind == "time":
         options["x_axis_type"] = "datetime"
         options["x_range"] = time_range
+        # Counts and rates: from zero, so that a level series (a short run's) is drawn
+        # inside the frame rather than on its edge.
+        options["y_range"] = DataRange1d(start=0)
     if chart.log_xy:
         options["x_axis_type"] = options["y_axis_type"] = "log"
     if categories is not None:
@@ -282,10 +286,22 @@ def _glyph(
         return p.scatter("x", name, size=4, **style)
     if not chart.bars:
         dash = "dashed" if trace.dash else "solid"
+        if _isolated(trace.y):  # a line needs two neighbouring points: a short run has one
+            p.scatter("x", name, size=5, **style)
         return p.line("x", name, line_width=1.6, line_dash=dash, **style)
     if chart.horizontal:
         return p.hbar(y="x", right=name, height=0.8, **style)
     return p.vbar(x="x", top=name, width=_bar_width(trace.x, categories), **style)
+
+
+def _isolated(ys: Sequence[float | None]) -> bool:
+    """Does the series have a point with no neighbour on either side (a line would not
+    show it)?"""
+    known = [y is not None for y in ys]
+    return any(
+        k and (i == 0 or not known[i - 1]) and (i == len(known) - 1 or not known[i + 1])
+        for i, k in enumerate(known)
+    )
 
 
 def _xs(xs: Sequence[float | str], chart: Chart) -> Any:
