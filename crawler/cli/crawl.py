@@ -25,7 +25,6 @@ from crawler.core.logs import setup_logging
 from crawler.core.stats import Stats
 from crawler.crawl.engine import EXIT_FAILED, Engine, RunResult
 from crawler.crawl.progress import ProgressDisplay
-from crawler.obs.metrics import CrawlCollector, MetricsServer
 from crawler.obs.sampler import Sampler, Sources
 from crawler.store import open_store
 from crawler.store.base import Store, failed, pending
@@ -203,6 +202,8 @@ async def _run_engine(
             loop.add_signal_handler(sig, engine.interrupt)
     async with contextlib.AsyncExitStack() as stack:
         if config.crawl.metrics_port:
+            from crawler.obs.metrics import CrawlCollector, MetricsServer  # aiohttp.web: 30 ms
+
             collector = CrawlCollector(sources, lambda: engine.last_progress)
             await stack.enter_async_context(
                 MetricsServer(

@@ -48,6 +48,8 @@ PROBE_ID = "0" * 22
 FRONTIER_WINDOW = 5000
 # Outcomes waiting for a commit, per worker, before the dispatcher waits for the committer.
 BACKLOG_PER_WORKER = 4
+# Units whose responses hold tracks: they wait for the tracks endpoint's probe.
+HOLDS_TRACKS = frozenset({Op.ALBUM, Op.ALBUM_TRACKS, Op.PLAYLIST, Op.PLAYLIST_ITEMS})
 # Seeds named one by one when they do not exist; more are counted.
 MISSING_SEEDS_SHOWN = 10
 
@@ -86,6 +88,8 @@ class Engine:
         self._stopping = False
         self._interrupted = False
         self._error: CrawlerError | None = None
+        self._probe: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probe.set_result(None)  # replaced by the probe itself once the run starts
         self.committer = GroupCommitter(
             store,
             interval_s=config.crawl.commit_interval_ms / 1000,
@@ -116,7 +120,12 @@ class Engine:
         try:
             await self._dispatch()
             await self._drain()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe  # a crawl with no album still hears of its failure
+        except CrawlerError as exc:
+            self._stop(exc)
         finally:
+            self._probe.cancel()
             self.committer.close()
             await committer
         return await self._result()
@@ -155,7 +164,8 @@ class Engine:
             await self.committer.commit({"seeded": True}, seeds=self._seed_tasks())
             if self._error is not None:
                 raise self._error
-        await self._probe_tracks_endpoint()
+        # In flight beside the first units: only a unit that holds tracks needs its answer.
+        self._probe = asyncio.create_task(self._probe_tracks_endpoint())
         await self.frontier.refill()
 
     def _seed_tasks(self) -> list[tuple[Op, str]]:
@@ -272,6 +282,8 @@ class Engine:
     async def _work(self, op: Op, tasks: list[Task]) -> None:
         outcome: Outcome | None = None
         try:
+            if op in HOLDS_TRACKS:
+                await self._probe  # tracks = "auto": keep them, or fetch them in full?
             outcome = await self.expander.run(op, tasks)
         except EdgeUnavailable:
             outcome = Outcome(states=[(t, State.SKIPPED) for t in tasks])
