@@ -127,17 +127,18 @@ def test_disk_full_stops_cleanly_and_the_rerun_with_space_is_exact(tmp_path: Pat
 
 
 class _FailingOs:
-    """`os` as crawler.store.outputs sees it, whose ``n``-th write fails with ENOSPC (once)."""
+    """`os` as crawler.store.outputs sees it, whose ``n``-th writev fails with ENOSPC (once)."""
 
     def __init__(self, n: int) -> None:
         self._left = n
 
-    def write(self, fd: int, data: Any) -> int:
+    def writev(self, fd: int, buffers: list[Any]) -> int:
         self._left -= 1
         if self._left == 0:
-            os.write(fd, bytes(data)[: len(data) // 2])  # a partial line reached the disk
+            data = b"".join(buffers)
+            os.write(fd, data[: len(data) // 2])  # a partial line reached the disk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return os.write(fd, data)
+        return os.writev(fd, buffers)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)

@@ -343,3 +343,24 @@ async def test_samples_are_durable_with_the_commits_and_old_ones_thinned(
     assert kept[: -len(recent)] == [at for at in old if at % 60 == 0]  # one a minute
     (run,) = await store.runs()
     assert run.exit_code == 0 and run.ended is not None
+
+
+def test_writev_appends_every_buffer_in_order_across_partial_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may take part of a writev; the rest must follow, in order, byte for byte."""
+    import os
+
+    from crawler.store import outputs
+
+    real = os.writev
+
+    def stingy(fd: int, views: list[memoryview]) -> int:
+        return real(fd, [views[0][: max(1, len(views[0]) // 3)]])  # a third of one buffer
+
+    monkeypatch.setattr(outputs.os, "writev", stingy)
+    buffers = [b"%d" % i * 50 for i in range(3000)]  # over the 1,024 buffers of one call
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    assert outputs._write_all(fd, buffers) == sum(map(len, buffers))
+    os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"".join(buffers)
