@@ -27,7 +27,7 @@ from typing import Any
 
 from crawler.api.client import SpotifyClient
 from crawler.core.config import Config
-from crawler.core.errors import AllAccountsParked, CrawlerError, EdgeUnavailable, RequestFailed
+from crawler.core.errors import CrawlerError, EdgeUnavailable, RequestFailed
 from crawler.core.kinds import Op, State
 from crawler.core.stats import Stats
 from crawler.core.tasks import Outcome, SearchPageKey, Task
@@ -291,12 +291,8 @@ class Engine:
             outcome = _failed(tasks, exc.reason)
         except BadShape as exc:
             outcome = _failed(tasks, f"unexpected response: {exc}")
-        except AllAccountsParked as exc:
-            self._stop(exc)  # the tasks stay pending: the next run does them
-        except CrawlerError as exc:
-            self._stop(exc)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
+        except CrawlerError as exc:  # all accounts parked, a refused credential, …
+            self._stop(exc)  # the unit's tasks stay pending: the next run does them
         except Exception as exc:  # a response no check anticipated must not end a day-long run
             log.exception("unexpected error on %s %s", op.name.lower(), tasks[0].key)
             outcome = _failed(tasks, f"unexpected error: {type(exc).__name__}: {exc}")
