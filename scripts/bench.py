@@ -62,6 +62,7 @@ from benchlib import (
 )
 
 from crawler.core.config import SIM_CREDENTIAL, Credential
+from crawler.core.kinds import EDGE_STREAMS
 from crawler.sim.config import SimClient, SimConfig
 from crawler.store.sqlite import task_totals
 
@@ -183,11 +184,14 @@ class Bench:
         out: Path,
         credentials: Sequence[Credential],
         api: dict[str, Any] | None = None,
+        output: dict[str, bool] | None = None,
     ) -> list[str]:
         if crawler in PEER_SCRIPTS:
             return peer_argv(PEER_SCRIPTS[crawler], sim.url, out, truth.seeds)
         config = out.with_suffix(".toml")
-        config.write_text(crawler_config(sim.url, truth.seeds, out, credentials, api=api))
+        config.write_text(
+            crawler_config(sim.url, truth.seeds, out, credentials, api=api, output=output)
+        )
         return crawler_argv(config)
 
     def crawl(
@@ -203,9 +207,10 @@ class Bench:
         on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
         check: bool = True,
         api: dict[str, Any] | None = None,
+        output: dict[str, bool] | None = None,
     ) -> tuple[Run, Proc, StatsPoller | None]:
         out = out or self.out_dir(crawler)
-        argv = self.argv(crawler, sim, truth, out, credentials, api)
+        argv = self.argv(crawler, sim, truth, out, credentials, api, output)
         sim.reset()
         sim_cpu, (busy, steal) = sim.cpu_s(), busy_cpu_s()
         poller = StatsPoller(sim, poll_s) if poll_s else None
@@ -584,51 +589,68 @@ def ratelimit_unknown(bench: Bench) -> Report:
 
 
 def scale(bench: Bench) -> Report:
-    """A crawl of over a million tracks with nothing to wait for: the crawler's own costs."""
+    """A crawl of over a million tracks with nothing to wait for: the crawler's own costs.
+
+    ``--edge-streams both`` runs each round twice, with the relationship streams on (the
+    shipped default) and off, alternating which goes first: what the edges cost, measured
+    in the same run rather than against figures of another day.
+    """
     artists = bench.pick(SCALE_ARTISTS)
     bench.log(f"scale: computing the ground truth of {artists} artists …")
     truth = ground_truth(artists, SEED)
-    runs: list[Run] = []
+    variants: dict[str, dict[str, bool] | None] = {"ours": None}
+    if bench.args.edge_streams == "both":
+        variants["ours, no edge streams"] = dict.fromkeys(EDGE_STREAMS, False)
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
     with Sim(SimSpec(artists, SEED)) as sim:
         for i in range(bench.args.runs):
-            run, _, _ = bench.crawl("ours", sim, truth, timeout_s=7200)
-            elapsed = float(run.stats_json.get("elapsed_s", math.nan))
-            commit = float(run.stats_json.get("commit_seconds", math.nan))
-            checkpoint_cpu = float(run.stats_json.get("checkpoint_cpu_s", math.nan))
-            run.extra = {
-                "req_per_s": run.calls / run.wall_s,
-                "entities_per_s": run.entities / run.wall_s,
-                "cpu_per_1k": 1000 * run.cpu_s / max(1, run.entities),
-                "commit_pct": 100 * commit / elapsed if elapsed else math.nan,
-                "checkpoint_cpu_pct": 100 * checkpoint_cpu / elapsed if elapsed else math.nan,
-            }
-            runs.append(run)
-            bench.log(
-                f"scale run {i + 1}: {run.wall_s:.1f} s, {run.entities:,} entities, "
-                f"{run.max_rss_mb:.0f} MB, {'ok' if run.ok else 'WRONG'}"
-            )
+            names = list(variants)
+            for name in names[i % 2 :] + names[: i % 2]:
+                # The entity files are checked; the edges are the chaos and crawl tests' job.
+                run, _, _ = bench.crawl("ours", sim, truth, timeout_s=7200, output=variants[name])
+                elapsed = float(run.stats_json.get("elapsed_s", math.nan))
+                commit = float(run.stats_json.get("commit_seconds", math.nan))
+                checkpoint_cpu = float(run.stats_json.get("checkpoint_cpu_s", math.nan))
+                series_cpu = float(run.stats_json.get("timeseries_cpu_s", math.nan))
+                run.extra = {
+                    "req_per_s": run.calls / run.wall_s,
+                    "entities_per_s": run.entities / run.wall_s,
+                    "cpu_per_1k": 1000 * run.cpu_s / max(1, run.entities),
+                    "commit_pct": 100 * commit / elapsed if elapsed else math.nan,
+                    "checkpoint_cpu_pct": 100 * checkpoint_cpu / elapsed if elapsed else math.nan,
+                    "series_cpu_pct": 100 * series_cpu / run.cpu_s if run.cpu_s else math.nan,
+                }
+                runs[name].append(run)
+                bench.log(
+                    f"scale run {i + 1}: {name} {run.wall_s:.1f} s, {run.cpu_s:.1f} CPU s, "
+                    f"{run.entities:,} entities, {run.max_rss_mb:.0f} MB, "
+                    f"{'ok' if run.ok else 'WRONG'}"
+                )
+    ours = runs["ours"]
 
-    def ex(key: str) -> float:
-        return _med(runs, lambda r: r.extra[key])
+    def ex(key: str, rs: Sequence[Run] = ours) -> float:
+        return _med(rs, lambda r: r.extra[key])
 
-    rss = _med(runs, lambda r: r.max_rss_mb)
-    good = _all_ok(runs)
+    rss = _med(ours, lambda r: r.max_rss_mb)
+    good = all(_all_ok(rs) for rs in runs.values())
     rows = [
         [
-            "ours",
-            _correct(runs),
-            _med(runs, lambda r: r.wall_s),
-            int(_med(runs, lambda r: r.calls)),
-            int(_med(runs, lambda r: r.entities)),
-            ex("req_per_s"),
-            ex("entities_per_s"),
-            _med(runs, lambda r: r.cpu_s),
-            ex("cpu_per_1k"),
-            _med(runs, lambda r: r.sim_cpu_s),
-            rss,
-            ex("commit_pct"),
-            ex("checkpoint_cpu_pct"),
+            name,
+            _correct(rs),
+            _med(rs, lambda r: r.wall_s),
+            int(_med(rs, lambda r: r.calls)),
+            int(_med(rs, lambda r: r.entities)),
+            ex("req_per_s", rs),
+            ex("entities_per_s", rs),
+            _med(rs, lambda r: r.cpu_s),
+            ex("cpu_per_1k", rs),
+            _med(rs, lambda r: r.sim_cpu_s),
+            _med(rs, lambda r: r.max_rss_mb),
+            ex("commit_pct", rs),
+            ex("checkpoint_cpu_pct", rs),
+            ex("series_cpu_pct", rs),
         ]
+        for name, rs in runs.items()
     ]
     checks = [
         Check("peak RSS", f"{rss:.0f} MB", "≤ 300 MB", good and rss <= 300),
@@ -644,8 +666,21 @@ def scale(bench: Bench) -> Report:
             "≤ 10 %",
             good and ex("checkpoint_cpu_pct") <= 10,
         ),
-        Check("output = ground truth", _correct(runs), "PASS", good),
+        Check(
+            "time series CPU, % of the crawler's CPU",
+            f"{ex('series_cpu_pct'):.2f} %",
+            "≤ 2 %",
+            good and ex("series_cpu_pct") <= 2,
+        ),
+        Check("output = ground truth", _correct(ours), "PASS", good),
     ]
+    if len(runs) == 2:
+        bare = runs["ours, no edge streams"]
+        for what, get in (("wall", lambda r: r.wall_s), ("CPU", lambda r: r.cpu_s)):
+            more = 100 * (_med(ours, get) / _med(bare, get) - 1)
+            checks.append(
+                Check(f"edge streams' cost: {what}", f"{more:+.1f} %", "≤ +10 %", more <= 10)
+            )
     if not bench.quick:
         tracks = len(truth.ids["tracks"])
         checks.append(Check("tracks written", f"{tracks:,}", "≥ 1,000,000", tracks >= 1_000_000))
@@ -667,15 +702,17 @@ def scale(bench: Bench) -> Report:
             "peak RSS MB",
             "commit % of wall",
             "checkpoint CPU % of wall",
+            "time series % of CPU",
         ],
         rows,
         checks,
-        runs,
+        [r for rs in runs.values() for r in rs],
         [
             "peak RSS: VmHWM of the crawler process, polled every 0.2 s",
             "commit % = stats.json commit_seconds / elapsed_s: the commits' wall time, which "
             "includes waits for a busy event loop; checkpoint CPU % = checkpoint_cpu_s / "
             "elapsed_s: SQLite's thread, file flushes and bookkeeping",
+            "time series % = stats.json timeseries_cpu_s / the crawler's CPU",
         ],
     )
 
@@ -838,6 +875,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated, for the latency scenario (default: ours,spotipy,tekore)",
     )
     p.add_argument("--resume-signal", choices=("int", "kill"), default="int")
+    p.add_argument(
+        "--edge-streams",
+        choices=("on", "both"),
+        default="on",
+        help="scale: also crawl with the relationship streams off, to measure their cost",
+    )
     p.add_argument("--workdir", help="where scratch output goes (default: the temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the crawl outputs")
     args = p.parse_args(argv)

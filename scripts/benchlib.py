@@ -350,6 +350,7 @@ def crawler_config(
     max_artists: int = 0,
     api: dict[str, Any] | None = None,
     crawl: dict[str, Any] | None = None,
+    output: dict[str, bool] | None = None,
 ) -> str:
     """A crawl.toml for one benchmark run: the simulator's addresses, the peers' expansion."""
     document = {
@@ -363,6 +364,7 @@ def crawler_config(
         "seeds": {"artists": list(seeds)},
         "expand": {**EXPANSION, "max_artists": max_artists},
         "crawl": {"out_dir": str(out_dir), "progress": "off", **(crawl or {})},
+        "output": output or {},
     }
     return msgspec.toml.encode(document).decode()
 

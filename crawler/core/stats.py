@@ -19,6 +19,8 @@ class Stats:
     rate_limited_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # account, reason
     faults: Counter[str] = field(default_factory=Counter)  # timeout, reset, truncated, 5xx …
     sent: Counter[str] = field(default_factory=Counter)  # requests sent per account
+    # CPU of taking the time-series samples: what watching the crawl costs it.
+    timeseries_cpu_s: float = 0.0
 
     def record_response(self, endpoint: str, status: int) -> None:
         self.requests[(endpoint, status)] += 1
@@ -46,4 +48,5 @@ class Stats:
             "requests_total": self.total_requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "timeseries_cpu_s": round(self.timeseries_cpu_s, 3),
         }

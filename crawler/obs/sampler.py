@@ -77,7 +77,9 @@ class Sampler:
         self._clock = clock
 
     def sample(self) -> None:
+        started = time.thread_time()
         self._sources.store.record_sample(observe(self._sources, self._clock()))
+        self._sources.stats.timeseries_cpu_s += time.thread_time() - started
 
     async def run(self) -> None:
         try:
