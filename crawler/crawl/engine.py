@@ -164,6 +164,7 @@ class Engine:
             await self.committer.commit({"seeded": True}, seeds=self._seed_tasks())
             if self._error is not None:
                 raise self._error
+        self.store.watch(self._store_changed)
         # In flight beside the first units: only a unit that holds tracks needs its answer.
         self._probe = asyncio.create_task(self._probe_tracks_endpoint())
         await self.frontier.refill()
@@ -269,7 +270,16 @@ class Engine:
             self._unsettled_total == 0
             and len(self.frontier) == 0
             and not any(self.frontier.elsewhere(op) for op in Op)
+            and not self.store.busy_elsewhere()
         )
+
+    def _store_changed(self, error: BaseException | None) -> None:
+        """Other processes of a shared crawl freed or finished work (or the store failed)."""
+        if isinstance(error, CrawlerError):
+            self._stop(error)
+            return
+        self.committer.nudge()  # it refills the frontier, then wakes the dispatcher
+        self._wake.set()
 
     def _stop(self, error: CrawlerError | None = None) -> None:
         if error is not None and self._error is None:

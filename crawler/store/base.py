@@ -83,6 +83,17 @@ class Store(Protocol):
         """Might ``claim(op)`` find work beyond what this process already holds?"""
         ...
 
+    def busy_elsewhere(self) -> bool:
+        """Do other processes hold leases of this crawl? Their outcomes may still add work,
+        so the crawl is not finished while they do."""
+        ...
+
+    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+        """Call ``on_change(None)`` when ``claimable`` or ``busy_elsewhere`` may have changed
+        because of other processes, or ``on_change(error)`` when the store can no longer
+        tell. A single-process store never calls it."""
+        ...
+
     async def claim(self, op: Op, limit: int) -> list[Task]:
         """Lease up to ``limit`` pending tasks of ``op`` held by no one, oldest first."""
         ...
