@@ -50,6 +50,7 @@ from crawler.core.tasks import Task
 from crawler.core.timeseries import Run, Sample
 from crawler.store.base import CommitGroup, StoreCost
 from crawler.store.plan import changed_keys, within_budget
+from crawler.store.sqlite import THIN_AFTER, THIN_EVERY
 
 SCHEMA_VERSION = 1
 # Advisory-lock namespaces (the two-int form: classid, objid). "SCRW" in ASCII.
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS record(
     stream smallint NOT NULL,
     seq bigint NOT NULL,
     pos integer NOT NULL,
-    body bytea COMPRESSION lz4 NOT NULL,  -- pglz would cost the server several times the CPU
+    body bytea COMPRESSION lz4 NOT NULL,  -- lz4: cheaper to compress than pglz, the default
     PRIMARY KEY (crawl, stream, seq, pos)
 );
 CREATE SEQUENCE IF NOT EXISTS commit_seq;
@@ -128,6 +129,7 @@ CREATE TABLE IF NOT EXISTS run(
 CREATE TABLE IF NOT EXISTS sample(
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    run integer NOT NULL,
     at double precision NOT NULL,
     data bytea NOT NULL
 );
@@ -148,6 +150,16 @@ _LIVE = f"""EXISTS (SELECT FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.classid = {LOCK_NAMESPACE} AND l.objid = w.id AND l.objsubid = 2)"""
+
+
+# As in the SQLite store: older samples thinned to one per bucket, each run's first and last kept.
+_THIN = """
+DELETE FROM sample WHERE crawl = $1 AND at < $2 AND id NOT IN (
+    SELECT min(id) FROM sample WHERE crawl = $1 AND at < $2 GROUP BY run, floor(at / $3)
+    UNION SELECT min(id) FROM sample WHERE crawl = $1 GROUP BY run
+    UNION SELECT max(id) FROM sample WHERE crawl = $1 GROUP BY run
+)
+"""
 
 
 class LeaseLost(CrawlerError):
@@ -205,11 +217,12 @@ class PostgresStore:
         self._meta: dict[str, Any] = {}
         self._counts: Counter[tuple[Op, State]] = Counter()
         self._written: Counter[str] = Counter()
-        self._free: dict[Op, bool] = dict.fromkeys(Op, True)
+        self._free: dict[Op, bool] = dict.fromkeys(Op, False)  # claimable tasks may exist
         self._after: dict[Op, int] = dict.fromkeys(Op, 0)
         self._others_pending = True
         self._run_id: int | None = None
         self._samples: list[Sample] = []
+        self._samples_written = 0
         self._commits = 0
         self._commit_seconds = 0.0
         self._cpu = 0.0
@@ -262,9 +275,19 @@ class PostgresStore:
             await self._conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_NAMESPACE, self.worker)
 
     async def _load(self) -> None:
-        conn = self._watch_conn or self._conn
-        rows = await conn.fetch("SELECT key, value FROM meta WHERE crawl = $1", self._crawl)
+        conn, id_ = self._watch_conn or self._conn, self._crawl
+        rows = await conn.fetch("SELECT key, value FROM meta WHERE crawl = $1", id_)
         self._meta = {r["key"]: orjson.loads(r["value"]) for r in rows}
+        fingerprint = await conn.fetchval(
+            "SELECT fingerprint FROM crawl WHERE id = $1", self._crawl
+        )
+        self._meta["fingerprint"] = orjson.loads(fingerprint)
+        if self.worker is not None:
+            # Owners without a lock at our start are gone (a live worker holds its lock from
+            # before its row is visible): their leases are free now, not after a grace.
+            await self._free_leases(
+                conn, [r["owner"] for r in await conn.fetch(_LOCKLESS_OWNERS, self._crawl)]
+            )
         await self._refresh(conn)
 
     async def _refresh(self, conn: Any) -> None:
@@ -333,7 +356,14 @@ class PostgresStore:
         owners.discard(self.worker)
         self._lockless_since = {o: self._lockless_since.get(o, now) for o in owners}
         dead = [o for o, since in self._lockless_since.items() if now - since >= GRACE_S]
-        if not dead:
+        await self._free_leases(conn, dead)
+        for owner in dead:
+            self._lockless_since.pop(owner, None)
+
+    async def _free_leases(self, conn: Any, owners: list[int]) -> None:
+        """The leases of dead owners go back to the pool (re-checking that their locks are
+        still free, in the same statement)."""
+        if not owners:
             return
         freed = await conn.execute(
             "UPDATE task SET owner = NULL WHERE crawl = $1 AND state = 0 AND owner = ANY($2) "
@@ -342,15 +372,13 @@ class PostgresStore:
             "AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database "
             "WHERE datname = current_database()))",
             self._crawl,
-            dead,
+            owners,
         )
         await conn.execute(
             "UPDATE worker SET ended_at = $2 WHERE id = ANY($1) AND ended_at IS NULL",
-            dead,
+            owners,
             time.time(),
         )
-        for owner in dead:
-            self._lockless_since.pop(owner, None)
         if freed != "UPDATE 0":
             self._free = dict.fromkeys(Op, True)
 
@@ -360,6 +388,16 @@ class PostgresStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._poller
             self._poller = None
+        if self.worker is not None:
+            # A clean exit hands its leases back at once (a killed one: after GRACE_S).
+            with contextlib.suppress(Exception):
+                async with self._lock:
+                    await self._conn.execute(
+                        "UPDATE task SET owner = NULL WHERE crawl = $1 AND owner = $2 "
+                        "AND state = 0",
+                        self._crawl,
+                        self.worker,
+                    )
         for conn in (self._watch_conn, self._conn):
             if conn is None:
                 continue
@@ -552,9 +590,15 @@ class PostgresStore:
             return
         samples, self._samples = self._samples, []
         await self._conn.executemany(
-            "INSERT INTO sample(crawl, at, data) VALUES ($1, $2, $3)",
-            [(self._crawl, s.at, msgspec.json.encode(s)) for s in samples],
+            "INSERT INTO sample(crawl, run, at, data) VALUES ($1, $2, $3, $4)",
+            [(self._crawl, s.run, s.at, msgspec.json.encode(s)) for s in samples],
         )
+        before = self._samples_written // THIN_EVERY
+        self._samples_written += len(samples)
+        if self._samples_written // THIN_EVERY != before:
+            now = samples[-1].at
+            for age, every in THIN_AFTER:
+                await self._conn.execute(_THIN, self._crawl, now - age, every)
 
     # ---------------------------------------------------------------- writing
 
@@ -725,6 +769,8 @@ class PostgresStore:
             by_op[row[1]].append(row)
         leased: list[Task] = []
         for op, rows in by_op.items():
+            if self._free[op]:
+                continue  # older tasks wait to be claimed: new ones queue behind them
             rows.sort()
             room = max(0, lease.get(op, 0))
             if len(rows) > room:
