@@ -64,13 +64,23 @@ class RunResult:
 Unit = tuple[Op, list[Task]]
 
 
+def _windows(store: Store, client: SpotifyClient, concurrency: int) -> dict[Op, int]:
+    """How many tasks of each op this process may hold. Alone, a large window saves claims;
+    sharing a crawl, a process holds what its requests in flight can use soon (two rounds of
+    full batches), so that the others find work to claim."""
+    if not store.shared:
+        return dict.fromkeys(Op, FRONTIER_WINDOW)
+    caps = client.capabilities
+    return {op: min(FRONTIER_WINDOW, 2 * concurrency * caps.batch_size(op)) for op in Op}
+
+
 class Engine:
     def __init__(self, config: Config, client: SpotifyClient, store: Store, stats: Stats) -> None:
         self.config = config
         self.client = client
         self.store = store
         self.stats = stats
-        self.frontier = Frontier(FRONTIER_WINDOW, store)
+        self.frontier = Frontier(_windows(store, client, config.crawl.concurrency), store)
         self.expander = Expander(
             client, config.expand, config.output, frozenset(config.seeds.tracks)
         )

@@ -66,6 +66,8 @@ class StoreCost:
 class Store(Protocol):
     """A crawl's durable state. One instance per process; the engine is its only writer."""
 
+    shared: bool  # may other processes crawl the same crawl at the same time?
+
     @property
     def meta(self) -> Mapping[str, Any]:
         """Fingerprint, capabilities, ``seeded``, the last run's outcome: small JSON values."""

@@ -206,6 +206,8 @@ def _reason(exc: BaseException) -> str:
 class PostgresStore:
     """One worker's view of a shared crawl; see ``store.base.Store`` and the module note."""
 
+    shared = True
+
     def __init__(self, conn: Any, watch_conn: Any, redacted: str, crawl: int, name: str) -> None:
         self._conn = conn  # commits and claims; holds this worker's advisory lock
         self._watch_conn = watch_conn  # the poller's: recovery and the shared counts
@@ -220,6 +222,10 @@ class PostgresStore:
         self._free: dict[Op, bool] = dict.fromkeys(Op, False)  # claimable tasks may exist
         self._after: dict[Op, int] = dict.fromkeys(Op, 0)
         self._others_pending = True
+        # Commits made / seen by a poll since: a poll older than the last commit may have
+        # missed work that commit found already there (keys another worker holds).
+        self._commit_gen = 0
+        self._polled_gen = -1
         self._run_id: int | None = None
         self._samples: list[Sample] = []
         self._samples_written = 0
@@ -329,10 +335,12 @@ class PostgresStore:
         try:
             while True:
                 async with pace:
-                    before = (dict(self._free), self._others_pending)
+                    before = (dict(self._free), self.busy_elsewhere())
+                    generation = self._commit_gen
                     await self._recover()
                     await self._refresh(self._watch_conn)
-                    if (dict(self._free), self._others_pending) != before:
+                    self._polled_gen = generation
+                    if (dict(self._free), self.busy_elsewhere()) != before:
                         self._changed(None)
         except asyncio.CancelledError:
             raise
@@ -422,8 +430,9 @@ class PostgresStore:
         return self._free[op]
 
     def busy_elsewhere(self) -> bool:
-        """Other workers hold leases: their outcomes may still add work."""
-        return self._others_pending
+        """Other workers hold leases (their outcomes may still add work), or no poll has
+        looked since this worker's last commit."""
+        return self._others_pending or self._polled_gen < self._commit_gen
 
     async def claim(self, op: Op, limit: int) -> list[Task]:
         if not self._free[op] or limit <= 0:
@@ -653,6 +662,7 @@ class PostgresStore:
                     f"store.dsn {self._redacted}: lost the database while committing "
                     f"({_reason(exc)}); rerun to resume: nothing committed is lost"
                 ) from None
+        self._commit_gen += 1
         if on_new is not None:
             on_new(leased)
         self._counts.update(delta)
@@ -874,8 +884,10 @@ async def _prepare(
         row = await conn.fetchrow("SELECT id, fingerprint FROM crawl WHERE name = $1", name)
     except asyncpg.UndefinedTableError:
         row = None
-    except asyncpg.InsufficientPrivilegeError as exc:
-        raise CheckpointError(f"store.dsn {redacted}: {_reason(exc)}") from None
+    except asyncpg.PostgresError as exc:  # a role without rights, a read-only server, …
+        raise CheckpointError(
+            f"store.dsn {redacted}: cannot set up the crawl's tables: {_reason(exc)}"
+        ) from None
     if row is None:
         raise CheckpointError(f"store.dsn {redacted}: no crawl named {name!r} in this database")
     if fingerprint is not None:

@@ -170,6 +170,8 @@ def checkpoint_files(path: Path) -> tuple[Path, ...]:
 class SqliteStore:
     """The checkpoint database and the output files; see ``store.base.Store``."""
 
+    shared = False  # the checkpoint lock admits one process
+
     def __init__(self, db: aiosqlite.Connection, path: Path, out_dir: Path) -> None:
         self._db = db
         self.path = path
