@@ -52,11 +52,11 @@ class Account:
         self.name = name
         self.window_s = window_s
         ledger = ledger or LocalLedger()
+        self._span = span(window_s)
+        self._slots = ledger.slots(name, window_s, self._span, self._learned_elsewhere)
         self.budget = ledger.budget(name, rate, max_in_flight, measured)
         self._on_measured = on_measured
         self._clock = clock
-        self._span = span(window_s)
-        self._slots = ledger.slots(name, window_s, self._span, self._learned_elsewhere)
         self._tuned_for = math.nan
         self._accepted: deque[float] = deque()  # send times of requests not refused by a 429
         self._lately: deque[float] = deque()  # their answer times within the ramp's horizon

@@ -79,6 +79,20 @@ class Ledger(Protocol):
         ...
 
 
+class SendLog:
+    """This process's send times on an account within the last span."""
+
+    def __init__(self, span_s: float) -> None:
+        self.span = span_s
+        self.times: deque[float] = deque()
+
+    def count(self, now: float) -> int:
+        horizon = now - self.span
+        while self.times and self.times[0] <= horizon:
+            self.times.popleft()
+        return len(self.times)
+
+
 class LocalSlots:
     """A leaky bucket (see Pacer), and the rolling log of send times that caps any span at the
     budget: the bucket alone admits burst + drain × span, which the log keeps from adding up
@@ -87,24 +101,21 @@ class LocalSlots:
     def __init__(self, span_s: float) -> None:
         self._span = span_s
         self._pacer: Pacer | None = None  # none while the budget is unpaced (slow start)
-        self._sent: deque[float] = deque()
+        self._sent = SendLog(span_s)
 
     def sent(self, now: float) -> int:
-        horizon = now - self._span
-        while self._sent and self._sent[0] <= horizon:
-            self._sent.popleft()
-        return len(self._sent)
+        return self._sent.count(now)
 
     def delay(self, now: float, budget: float) -> float | None:
         wait = self._pacer.delay(now) if self._pacer is not None else 0.0
-        if self.sent(now) >= budget:
-            wait = max(wait, self._sent[0] + self._span - now)
+        if self._sent.count(now) >= budget:
+            wait = max(wait, self._sent.times[0] + self._span - now)
         return wait
 
     def take(self, now: float) -> None:
         if self._pacer is not None:
             self._pacer.take(now)
-        self._sent.append(now)
+        self._sent.times.append(now)
 
     def retune(self, budget: float, now: float) -> None:
         if budget == math.inf:
