@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -49,7 +49,7 @@ CHANNEL = "budget_park"
 SCHEMA_LOCK = 0x627564676574
 # A grant holds about this much of the account's pace, shared among the live processes.
 GRANT_S = 0.5
-# Learned state waits at most this long to be shared (a cut goes at once).
+# A used account's learned state is shared and adopted this often (a cut at once).
 SYNC_S = 0.25
 RETRY_S = 1.0
 
@@ -109,9 +109,9 @@ _PARK = f"""
 WITH now AS (SELECT {_NOW} AS t),
 u AS (UPDATE budget_account a SET parked_until = greatest(a.parked_until, now.t + $2::float8),
              quota_exceeded = $3::boolean
-        FROM now WHERE a.name = $1 RETURNING a.parked_until, a.parked_until - now.t AS left)
-SELECT left, parked_until,
-       pg_notify($4::text, left::text || ' ' || parked_until::text || ' ' || $1::text)
+        FROM now WHERE a.name = $1 RETURNING a.parked_until, a.parked_until - now.t AS remaining)
+SELECT remaining, parked_until,
+       pg_notify($4::text, remaining::text || ' ' || parked_until::text || ' ' || $1::text)
   FROM u
 """
 _WARN = "UPDATE budget_account SET quota_warned = true WHERE name = $1 AND NOT quota_warned"
@@ -127,6 +127,7 @@ class SharedBudget(Budget):
         self.rate = rate
         self.events: list[tuple[Any, ...]] = []
         self._clock = clock
+        self.initial = self.state()  # a new row's: the events replay onto it
 
     def grow(self, limited: bool, in_flight: int, accepted: float) -> None:
         super().grow(limited, in_flight, accepted)
@@ -227,8 +228,8 @@ class PgSlots:
         while True:
             kicked = await clock.wait(self.kick, SYNC_S)
             self.kick.clear()
-            if not (kicked or self.unsent_accepted or (self.budget and self.budget.events)):
-                continue
+            if not (kicked or self.sent(clock.monotonic())):
+                continue  # unused for a span: nothing to share, nothing to adopt
             try:
                 await self.ledger.sync(self)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -315,10 +316,18 @@ class PgLedger:
 
     # -- the database -----------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._logged(coro))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    @staticmethod
+    async def _logged(coro: Coroutine[Any, Any, None]) -> None:
+        """A publication that failed leaves this process's own park standing: say so."""
+        try:
+            await coro
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("rate-limit ledger: could not share a 429 with other processes: %s", exc)
 
     @contextlib.asynccontextmanager
     async def _transaction(self, slots: PgSlots) -> AsyncIterator[None]:
@@ -329,7 +338,7 @@ class PgLedger:
                     if slots.name not in self._created:
                         assert slots.budget is not None
                         budget = slots.budget
-                        await self._conn.execute(_ENSURE, slots.name, budget.rate, *budget.state())
+                        await self._conn.execute(_ENSURE, slots.name, budget.rate, *budget.initial)
                         self._created.add(slots.name)
                     yield
             except BaseException:
@@ -428,7 +437,7 @@ class PgLedger:
         async with self._transaction(slots):
             row = await self._conn.fetchrow(_PARK, name, delay_s, quota_exceeded, CHANNEL)
         if row is not None and self._on_park is not None:
-            self._on_park(name, row["left"], row["parked_until"])
+            self._on_park(name, row["remaining"], row["parked_until"])
 
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
         if pid == self._backend_pid:
