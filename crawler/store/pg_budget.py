@@ -16,7 +16,8 @@ The ledger of crawler.api.ledger, kept in the database (docs/postgres-store.md, 
   records onto the row under FOR UPDATE and adopts the row, so that every process paces to
   what all of them learned. The count a cut measures comes from ``budget_accepted``, fed by
   every process's accepted send times with its syncs. A slow start's in-flight allowance is
-  shared too: each process may have its share of it out (divided among live processes).
+  shared too, bounded by one crawl's concurrency: each process may have its share of it out
+  (divided among the live processes), so that together they overshoot no more than one.
 * QUOTA_EXCEEDED is warned of by the process whose UPDATE of ``quota_warned`` wins.
 
 Tables are prefixed ``budget_`` beside the crawl store's. Live processes are the sessions with
@@ -125,6 +126,7 @@ class SharedBudget(Budget):
     ) -> None:
         super().__init__(rate, max_in_flight, measured)
         self.rate = rate
+        self.concurrency = max_in_flight  # one crawl's; a process gets its share of it
         self.events: list[tuple[Any, ...]] = []
         self._clock = clock
         self.initial = self.state()  # a new row's: the events replay onto it
@@ -154,6 +156,7 @@ class SharedBudget(Budget):
         """Take the shared state as this process's, with its share of the in-flight allowance."""
         self.estimate = row["estimate"]
         self.value = min(self.ceiling, row["value"])
+        self.max_in_flight = max(1.0, self.concurrency / live)
         self.in_flight = max(1.0, row["in_flight"] / live)
         self._probe_step, self._probed = row["probe_step"], row["probed"]
 
@@ -172,6 +175,7 @@ class PgSlots:
     due: deque[tuple[float, float]] = field(default_factory=deque)  # (at, expires), local
     unsent_accepted: list[float] = field(default_factory=list)  # local send times
     wanted: bool = False
+    adopted: bool = False  # the row's state is this process's: it may send
     kick: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -187,6 +191,9 @@ class PgSlots:
         return self.log.count(now)
 
     def delay(self, now: float, budget: float) -> float | None:
+        if not self.adopted:  # until then a slow start would not know its share
+            self._want()
+            return None
         if budget == math.inf:  # a slow start: the in-flight allowance alone bounds it
             return 0.0
         while self.due and self.due[0][1] < now:
@@ -375,6 +382,7 @@ class PgLedger:
             if events:
                 row = await self._replay(slots, row, events, live)
             budget.adopt(row, live)
+            slots.adopted = True
             if slots.wanted and budget.value < math.inf:
                 slots.wanted = False
                 await self._grant(slots, budget.value, live)
@@ -385,7 +393,9 @@ class PgLedger:
     ) -> dict[str, Any]:
         """Apply this process's records to the row's state, as one Budget would have."""
         assert slots.budget is not None
-        shared = Budget(slots.budget.rate, slots.budget.max_in_flight * live)
+        # A slow start's allowance is for all processes together, bounded as one crawl's is:
+        # the requests in flight when the window fills are what earns 429s.
+        shared = Budget(slots.budget.rate, slots.budget.concurrency)
         shared.estimate, shared.value, shared.in_flight = (
             row["estimate"],
             row["value"],
