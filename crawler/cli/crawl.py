@@ -153,9 +153,15 @@ async def _shared_budgets(config: Config) -> AsyncIterator[Ledger | None]:
     if not store.dsn:
         yield None
         return
-    import asyncpg
+    try:
+        import asyncpg
 
-    from crawler.store.pg_budget import PgLedger
+        from crawler.store.pg_budget import PgLedger
+    except ImportError:
+        raise ConfigError(
+            "a budget shared through PostgreSQL needs asyncpg: "
+            'pip install "spotify-crawler[postgres]"'
+        ) from None
 
     try:
         ledger = await PgLedger.connect(store.dsn)
