@@ -66,12 +66,12 @@ Unit = tuple[Op, list[Task]]
 
 def _windows(store: Store, client: SpotifyClient, concurrency: int) -> dict[Op, int]:
     """How many tasks of each op this process may hold. Alone, a large window saves claims;
-    sharing a crawl, a process holds what its requests in flight can use soon (two rounds of
+    sharing a crawl, a process holds what its requests in flight can use soon (one round of
     full batches), so that the others find work to claim."""
     if not store.shared:
         return dict.fromkeys(Op, FRONTIER_WINDOW)
     caps = client.capabilities
-    return {op: min(FRONTIER_WINDOW, 2 * concurrency * caps.batch_size(op)) for op in Op}
+    return {op: min(FRONTIER_WINDOW, concurrency * caps.batch_size(op)) for op in Op}
 
 
 class Engine:

@@ -56,7 +56,10 @@ SCHEMA_VERSION = 1
 # Advisory-lock namespaces (the two-int form: classid, objid). "SCRW" in ASCII.
 LOCK_NAMESPACE = 0x53435257
 SCHEMA_LOCK = 0
-POLL_S = 0.5  # how often an idle or waiting worker looks at the shared frontier
+POLL_S = 1.0  # how often a worker looks at the shared frontier when nobody notifies it
+POLLS_PER_S = 5  # at most this often, however many notifications arrive
+DEADLOCK_RETRIES = 5
+CHANNEL = "spotify_crawler_work"  # NOTIFY: a commit freed work or settled some
 GRACE_S = 2.0  # how long an owner's lock must be gone before its leases are freed
 CONNECT_TIMEOUT_S = 10.0
 _STREAM_IDS = {stream: i for i, stream in enumerate(STREAMS)}
@@ -331,9 +334,20 @@ class PostgresStore:
             self._poller = asyncio.create_task(self._poll())
 
     async def _poll(self) -> None:
-        pace = AsyncLimiter(1, POLL_S)  # one look per POLL_S, however often it is woken
+        pace = AsyncLimiter(POLLS_PER_S, 1.0)
+        nudged = asyncio.Event()
+        crawl = str(self._crawl)
+
+        def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            if payload == crawl:
+                nudged.set()
+
         try:
+            await self._watch_conn.add_listener(CHANNEL, notified)
             while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(nudged.wait(), POLL_S)
+                nudged.clear()
                 async with pace:
                     before = (dict(self._free), self.busy_elsewhere())
                     generation = self._commit_gen
@@ -634,41 +648,58 @@ class PostgresStore:
     async def commit(
         self, group: CommitGroup, on_new: Callable[[list[Task]], None] | None = None
     ) -> list[Task]:
+        import asyncpg
+
         started, cpu = time.perf_counter(), time.thread_time()
-        now = time.time()
-        conn = self._conn
-        delta: Counter[tuple[Op, State]] = Counter()
         async with self._lock:
-            try:
-                async with conn.transaction():
-                    await self._settle(group, now, delta)
-                    new, records = await self._insert(group, now, delta)
-                    leased = await self._lease(new, group.lease)
-                    records.extend(group.records)
-                    await self._write_records(records)
-                    await self._write_failures(group, now)
-                    await self._write_tally(delta)
-                    units = sum(len(tasks) for tasks in group.settled.values())
-                    await conn.execute(
-                        "UPDATE worker SET units_done = units_done + $2 WHERE id = $1",
-                        self.worker,
-                        units,
-                    )
-                    if group.meta:
-                        await self._write_meta(group.meta)
-                    await self._write_samples()
-            except _connection_errors() as exc:
-                raise CrawlerError(
-                    f"store.dsn {self._redacted}: lost the database while committing "
-                    f"({_reason(exc)}); rerun to resume: nothing committed is lost"
-                ) from None
+            for attempt in range(DEADLOCK_RETRIES + 1):
+                delta: Counter[tuple[Op, State]] = Counter()
+                written: Counter[str] = Counter()
+                try:
+                    async with self._conn.transaction():
+                        leased = await self._apply(group, time.time(), delta, written)
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # The lock order makes these unexpected, not impossible: the group is
+                    # unchanged, so it is simply applied again.
+                    if attempt == DEADLOCK_RETRIES:
+                        raise
+                except _connection_errors() as exc:
+                    raise CrawlerError(
+                        f"store.dsn {self._redacted}: lost the database while committing "
+                        f"({_reason(exc)}); rerun to resume: nothing committed is lost"
+                    ) from None
         self._commit_gen += 1
         if on_new is not None:
             on_new(leased)
         self._counts.update(delta)
+        self._written.update(written)
         self._commits += 1
         self._commit_seconds += time.perf_counter() - started
         self._cpu += time.thread_time() - cpu
+        return leased
+
+    async def _apply(
+        self, group: CommitGroup, now: float, delta: Counter, written: Counter
+    ) -> list[Task]:
+        """The commit's statements, inside its transaction; ``delta`` and ``written`` get
+        what memory learns once it has committed."""
+        await self._settle(group, now, delta)
+        new, records = await self._insert(group, now, delta)
+        leased = await self._lease(new, group.lease)
+        records.extend(group.records)
+        await self._write_records(records, written)
+        await self._write_failures(group, now)
+        await self._write_tally(delta)
+        units = sum(len(tasks) for tasks in group.settled.values())
+        await self._conn.execute(
+            "UPDATE worker SET units_done = units_done + $2 WHERE id = $1", self.worker, units
+        )
+        if group.meta:
+            await self._write_meta(group.meta)
+        await self._write_samples()
+        # Delivered at COMMIT: the other workers look now for the work freed or settled.
+        await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(self._crawl))
         return leased
 
     async def _settle(self, group: CommitGroup, now: float, delta: Counter) -> None:
@@ -704,8 +735,10 @@ class PostgresStore:
     async def _insert(
         self, group: CommitGroup, now: float, delta: Counter
     ) -> tuple[list[tuple[int, Op, str]], list[tuple[str, Any]]]:
-        """New tasks, keys sorted per op so that concurrent commits take the unique index's
-        locks in one order; lines of tasks born finished, written only where new."""
+        """New tasks, one statement per op in op order and keys sorted within it, so that
+        concurrent commits take the unique index's locks in one global order and cannot
+        deadlock; tasks born finished (their lines written only where new) go in with the
+        candidates of their op, which win where both name a key, as in the SQLite store."""
         fresh = dict(group.fresh)
         artists = fresh.get(Op.ARTIST)
         if artists and group.artist_budget is not None:
@@ -713,41 +746,44 @@ class PostgresStore:
         new: list[tuple[int, Op, str]] = []
         records: list[tuple[str, Any]] = []
         features = group.features_from_tracks
-        for op in sorted(fresh):
-            rows = await self._insert_keys(op, fresh[op], State.PENDING, None)
-            new.extend((i, op, k) for i, k in rows)
-            delta[(op, State.PENDING)] += len(rows)
-            if op is Op.TRACK and features:
-                new.extend(await self._features(rows, delta))
-        for op in sorted(group.born_done):
-            born = group.born_done[op]
-            rows = await self._insert_keys(op, list(born), State.DONE, now)
+        for op in sorted(fresh.keys() | group.born_done.keys()):
+            states = dict.fromkeys(fresh.get(op, ()), State.PENDING)
+            born = group.born_done.get(op, {})
+            states.update((k, State.DONE) for k in born if k not in states)
+            rows = await self._insert_keys(op, states, now)
             created = {k for _, k in rows}
-            records.extend(born[k] for k in born if k in created)
-            delta[(op, State.DONE)] += len(rows)
+            records.extend(
+                line for k, line in born.items() if k in created and states[k] is State.DONE
+            )
+            for _, key in rows:
+                delta[(op, states[key])] += 1
+            new.extend((i, op, k) for i, k in rows if states[k] is State.PENDING)
             if op is Op.TRACK and features:
                 new.extend(await self._features(rows, delta))
         return new, records
 
     async def _features(self, tracks: Sequence[tuple[int, str]], delta: Counter) -> list:
-        rows = await self._insert_keys(Op.FEATURES, [k for _, k in tracks], State.PENDING, None)
+        keys = dict.fromkeys((k for _, k in tracks), State.PENDING)
+        rows = await self._insert_keys(Op.FEATURES, keys, 0.0)
         delta[(Op.FEATURES, State.PENDING)] += len(rows)
         return [(i, Op.FEATURES, k) for i, k in rows]
 
     async def _insert_keys(
-        self, op: Op, keys: list[str], state: State, at: float | None
+        self, op: Op, states: Mapping[str, State], now: float
     ) -> list[tuple[int, str]]:
-        if not keys:
+        """Insert the keys not known yet (a task born done gets ``now`` as its time)."""
+        if not states:
             return []
         rows = await self._conn.fetch(
             "INSERT INTO task(crawl, op, key, state, at) "
-            "SELECT $1, $2, k, $3, $4 FROM unnest($5::text[]) AS k ORDER BY k "
+            "SELECT $1, $2, k, s, CASE WHEN s = 0 THEN NULL ELSE $3::double precision END "
+            "FROM unnest($4::text[], $5::smallint[]) AS u(k, s) ORDER BY k "
             "ON CONFLICT (crawl, op, key) DO NOTHING RETURNING id, key",
             self._crawl,
             int(op),
-            int(state),
-            at,
-            keys,
+            now,
+            list(states),
+            [int(v) for v in states.values()],
         )
         return sorted((r["id"], r["key"]) for r in rows)
 
@@ -794,7 +830,7 @@ class PostgresStore:
             )
         return leased
 
-    async def _write_records(self, records: list[tuple[str, Any]]) -> None:
+    async def _write_records(self, records: list[tuple[str, Any]], written: Counter) -> None:
         if not records:
             return
         by_stream: defaultdict[str, list[bytes]] = defaultdict(list)
@@ -815,7 +851,7 @@ class PostgresStore:
             "ON CONFLICT (worker, stream) DO UPDATE SET n = written.n + excluded.n",
             [(self.worker, _STREAM_IDS[s], len(b)) for s, b in by_stream.items()],
         )
-        self._written.update({s: len(b) for s, b in by_stream.items()})
+        written.update({s: len(b) for s, b in by_stream.items()})
 
     async def _write_failures(self, group: CommitGroup, now: float) -> None:
         if group.failures:
