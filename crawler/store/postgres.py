@@ -684,8 +684,12 @@ class PostgresStore:
     ) -> list[Task]:
         """The commit's statements, inside its transaction; ``delta`` and ``written`` get
         what memory learns once it has committed."""
-        await self._settle(group, now, delta)
+        # Inserts first: a unique-index check waits for a transaction updating a row of the
+        # same key, so settling first (updating our rows) and then inserting keys another
+        # worker is settling would let two commits wait for each other. Inserts come in one
+        # global (op, key) order, and the settle touches only this worker's rows.
         new, records = await self._insert(group, now, delta)
+        await self._settle(group, now, delta)
         leased = await self._lease(new, group.lease)
         records.extend(group.records)
         await self._write_records(records, written)
