@@ -10,6 +10,8 @@ table of medians, then the targets it met or missed.  Scenarios:
                      "auto") beside the same crawl told a budget that never binds
   ratelimit-known    2 accounts × 300 req / 30 s, the crawler is told the budget
   ratelimit-unknown  the same, the crawler has to discover it (rate = 0)
+  ratelimit-shared   4 crawler processes on the same 2 accounts, sharing one budget per
+                     account through PostgreSQL (rate known, then rate = 0)
   scale              ≥ 1M tracks, no latency: throughput, CPU, peak RSS, commit cost
   resume             interrupt a crawl holding ≥ 1M tasks, time the restart to its first request
 
@@ -69,6 +71,11 @@ from crawler.store.sqlite import task_totals
 PEER_SCRIPTS = {"spotipy": "spotipy_bfs.py", "tekore": "tekore_bfs.py"}
 SEED = 1
 LATENCY_ARTISTS = 150
+WORKERS_LATENCY_MS = 200
+# Enough work per level of the graph that 4 × 32 requests in flight find something to do:
+# with a small catalog the crawl is bound by its critical path (hops × latency), not by
+# the requests in flight, and more processes cannot help.
+WORKERS_ARTISTS = (1000, 200)
 RATELIMIT_ARTISTS = (400, 200)  # (full, --quick): ≥ 3,000 and ≥ 1,500 API calls
 SCALE_ARTISTS = (6500, 1000)  # 6,500 artists → 1,037,374 tracks from the first artist
 RESUME_TASKS = (1_000_000, 100_000)
@@ -588,6 +595,363 @@ def ratelimit_unknown(bench: Bench) -> Report:
     return _ratelimit(bench, known=False)
 
 
+def _shared_crawl(
+    bench: Bench,
+    sim: Sim,
+    truth: Truth,
+    credentials: Sequence[Credential],
+    processes: int,
+    ledger_dsn: str,
+) -> Run:
+    """``processes`` crawls at once, each with its own SQLite checkpoint and outputs, pacing
+    the accounts through the ledger at ``ledger_dsn``; measured together, as one Run."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crawler.cli.crawl import BUDGET_DSN_ENV
+
+    outs = [bench.out_dir(f"shared{n}") for n in range(processes)]
+    argvs = [bench.argv("ours", sim, truth, out, credentials) for out in outs]
+    sim.reset()
+    sim_cpu, (busy, steal) = sim.cpu_s(), busy_cpu_s()
+    os.environ[BUDGET_DSN_ENV] = ledger_dsn  # inherited by the crawls
+    try:
+        with StatsPoller(sim, 0.05) as poller, ThreadPoolExecutor(processes) as threads:
+            procs = list(
+                threads.map(
+                    lambda argv, out: run_measured(argv, out.with_suffix(".log"), 3600),
+                    argvs,
+                    outs,
+                )
+            )
+    finally:
+        del os.environ[BUDGET_DSN_ENV]
+    stats = sim.stats()
+    sim_cpu = sim.cpu_s() - sim_cpu
+    busy_after, steal_after = busy_cpu_s()
+    cpu = sum(p.cpu_s for p in procs)
+    verdicts = [
+        verify(out, truth)
+        if proc.returncode == 0
+        else Verdict(False, {}, [f"exit status {proc.returncode}: {proc.stderr_tail}"])
+        for proc, out in zip(procs, outs, strict=True)
+    ]
+    problems = [f"process {n}: {p}" for n, v in enumerate(verdicts) for p in v.problems]
+    for problem in problems:
+        print(f"  FAIL ours: {problem}", file=sys.stderr)
+    run = Run(
+        crawler=f"ours × {processes}",
+        ok=all(v.ok for v in verdicts),
+        problems=problems,
+        returncode=max(p.returncode for p in procs),
+        wall_s=max(p.wall_s for p in procs),
+        cpu_s=cpu,
+        sim_cpu_s=sim_cpu,
+        other_cpu_s=busy_after - busy - sim_cpu - cpu,
+        steal_s=steal_after - steal,
+        max_rss_mb=max(p.max_rss_mb for p in procs),
+        calls=api_calls(stats),
+        throttled=throttled(stats),
+        peak_in_flight=int(stats.get("peak_concurrency", 0)),
+        written=verdicts[0].written,
+        by_account=dict(stats.get("by_account", {})),
+        by_endpoint=dict(stats.get("by_endpoint", {})),
+        stats_json=read_stats_json(outs[0]),
+    )
+    run.extra = _rate_metrics(run, poller, len(ACCOUNTS))
+    if run.ok and not bench.args.keep:
+        for out in outs:
+            shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+def _scratch_ledger(admin_dsn: str) -> Any:
+    """A context manager: the DSN of a new database for one run's ledger, dropped after it,
+    so each run starts with accounts nobody has used (as each starts with a fresh simulator)."""
+    import asyncio
+    import contextlib
+    import uuid
+
+    import asyncpg
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    @contextlib.contextmanager
+    def scratch() -> Any:
+        name = f"bench_ledger_{uuid.uuid4().hex[:12]}"
+        asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+        try:
+            yield admin_dsn.rsplit("/", 1)[0] + "/" + name
+        finally:
+            try:
+                asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except asyncpg.PostgresError as exc:  # an autovacuum worker is not ours to end
+                print(f"note: could not drop {name} ({exc}): drop it later", file=sys.stderr)
+
+    return scratch()
+
+
+def _bench_dsn() -> str:
+    """The server the PostgreSQL scenarios use: $SPOTIFY_CRAWLER_BENCH_DSN, else the
+    throwaway one of scripts/postgres.sh (start it first)."""
+    import os
+
+    return os.environ.get("SPOTIFY_CRAWLER_BENCH_DSN") or (
+        subprocess.run(
+            ["bash", str(Path(__file__).parent / "postgres.sh"), "dsn"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+
+
+def _one_crawl_many_processes(
+    bench: Bench, sim: Sim, truth: Truth, processes: int, dsn: str, tag: str
+) -> Run:
+    """``processes`` crawlers on one PostgreSQL crawl, started together; the crawl's wall
+    time is the last one's exit; its output is what ``export --format jsonl`` writes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = bench.out_dir(tag)
+    config = out.with_suffix(".toml")
+    store = {"backend": "postgres", "dsn": dsn, "name": "bench"}
+    config.write_text(crawler_config(sim.url, truth.seeds, out, (UNBOUNDED,), store=store))
+    sim.reset()
+    with ThreadPoolExecutor(processes) as threads:
+        procs = list(
+            threads.map(
+                lambda n: run_measured(crawler_argv(config), out.with_suffix(f".{n}.log"), 3600),
+                range(processes),
+            )
+        )
+    stats = sim.stats()
+    failed = [p for p in procs if p.returncode != 0]
+    if failed:
+        verdict = Verdict(
+            False, {}, [f"exit status {p.returncode}: {p.stderr_tail}" for p in failed]
+        )
+    else:
+        exported = subprocess.run(
+            [
+                *crawler_argv(config)[:-3],
+                "export",
+                "-c",
+                str(config),
+                "--format",
+                "jsonl",
+                "--to",
+                str(out / "export"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        verdict = (
+            verify(out / "export", truth)
+            if exported.returncode == 0
+            else Verdict(False, {}, [f"export failed: {exported.stderr.strip()}"])
+        )
+    for problem in verdict.problems:
+        print(f"  FAIL {tag}: {problem}", file=sys.stderr)
+    run = Run(
+        crawler=f"ours × {processes}",
+        ok=verdict.ok,
+        problems=verdict.problems,
+        returncode=max(p.returncode for p in procs),
+        wall_s=max(p.wall_s for p in procs),
+        cpu_s=sum(p.cpu_s for p in procs),
+        sim_cpu_s=0.0,
+        other_cpu_s=0.0,
+        steal_s=0.0,
+        max_rss_mb=max(p.max_rss_mb for p in procs),
+        calls=api_calls(stats),
+        throttled=throttled(stats),
+        peak_in_flight=int(stats.get("peak_concurrency", 0)),
+        written=verdict.written,
+        by_account=dict(stats.get("by_account", {})),
+        by_endpoint=dict(stats.get("by_endpoint", {})),
+        stats_json={},
+    )
+    if run.ok and not bench.args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+def workers(bench: Bench) -> Report:
+    """1, 2 and 4 processes on one crawl (PostgreSQL store) at 200 ms simulated latency."""
+    artists = bench.pick(WORKERS_ARTISTS)
+    truth = ground_truth(artists, SEED)
+    counts = (1, 2, 4)
+    runs: dict[int, list[Run]] = {n: [] for n in counts}
+    admin = _bench_dsn()
+    with Sim(SimSpec(artists, SEED, SimConfig(latency_ms=WORKERS_LATENCY_MS))) as sim:
+        for i in range(bench.args.runs):
+            for n in counts:
+                with _scratch_ledger(admin) as dsn:
+                    run = _one_crawl_many_processes(bench, sim, truth, n, dsn, f"workers{n}")
+                runs[n].append(run)
+                bench.log(
+                    f"workers run {i + 1}: {n} process(es) {run.wall_s:.1f} s, "
+                    f"{run.calls} calls, {'ok' if run.ok else 'WRONG'}"
+                )
+    one = _med(runs[1], lambda r: r.wall_s)
+    rows = [
+        [
+            f"{n} process{'es' if n > 1 else ''}",
+            _correct(rs),
+            _med(rs, lambda r: r.wall_s),
+            one / _med(rs, lambda r: r.wall_s),
+            _med(rs, lambda r: r.cpu_s),
+            int(_med(rs, lambda r: r.calls)),
+            int(_med(rs, lambda r: r.peak_in_flight)),
+            _med(rs, lambda r: r.max_rss_mb),
+        ]
+        for n, rs in runs.items()
+    ]
+    good = all(_all_ok(rs) for rs in runs.values())
+    speedup = one / _med(runs[4], lambda r: r.wall_s)
+    return Report(
+        "workers",
+        f"{artists} artists (seed {SEED}), {WORKERS_LATENCY_MS} ms mean latency, no rate limit; "
+        f"N crawler processes (concurrency 32 each) on one PostgreSQL crawl; medians of "
+        f"{bench.args.runs} runs; minimum {truth.min_calls} calls",
+        [
+            "crawl",
+            "correct",
+            "wall s",
+            "speed-up",
+            "CPU s (all)",
+            "API calls",
+            "peak in flight",
+            "peak RSS MB (one)",
+        ],
+        rows,
+        [
+            Check(
+                "4 processes vs 1: speed-up", f"{speedup:.2f}×", "≥ 2.5×", good and speedup >= 2.5
+            ),
+            Check("output = ground truth (export jsonl)", "PASS" if good else "FAIL", "PASS", good),
+        ],
+        [r for rs in runs.values() for r in rs],
+        [
+            "each run: a fresh database; wall = from starting the processes together to the "
+            "last one's exit (each waits until nothing is pending anywhere)",
+        ],
+    )
+
+
+def ratelimit_shared(bench: Bench) -> Report:
+    """Four crawler processes on the same two accounts: one budget per account among them.
+
+    Until the PostgreSQL store exists, each process crawls the whole catalog with its own
+    SQLite checkpoint and shares only the accounts' budgets (SPOTIFY_CRAWLER_BUDGET_DSN), so
+    the processes together send four crawls' requests into the two accounts' windows.
+    """
+    import os
+
+    processes = 4
+    admin_dsn = (
+        os.environ.get("SPOTIFY_CRAWLER_BENCH_DSN")
+        or subprocess.run(
+            ["bash", str(Path(__file__).parent / "postgres.sh"), "dsn"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    artists = max(1, bench.pick(RATELIMIT_ARTISTS) // processes)
+    truth = ground_truth(artists, SEED)
+    clients = tuple(SimClient(*a) for a in ACCOUNTS)
+    spec = SimSpec(artists, SEED, SimConfig(clients=clients, rate=RATE, window_s=WINDOW_S))
+    rows: list[list[Any]] = []
+    checks: list[Check] = []
+    every: list[Run] = []
+    for known in (True, False):
+        told = "rate = 300" if known else "rate = 0"
+        min_budget, max_429 = (95.0, 0.5) if known else (85.0, 3.0)
+        credentials = [
+            Credential(*a, rate=RATE if known else 0, window_s=WINDOW_S) for a in ACCOUNTS
+        ]
+        runs: list[Run] = []
+        for i in range(bench.args.runs):
+            with Sim(spec) as sim, _scratch_ledger(admin_dsn) as ledger_dsn:
+                run = _shared_crawl(bench, sim, truth, credentials, processes, ledger_dsn)
+            runs.append(run)
+            bench.log(
+                f"ratelimit-shared ({told}) run {i + 1}: {run.extra['budget_pct']:.1f} % of "
+                f"budget, {run.extra['throttled_pct']:.2f} % 429s, {'ok' if run.ok else 'WRONG'}"
+            )
+        every += runs
+
+        def ex(key: str, runs: list[Run] = runs) -> float:
+            return _med(runs, lambda r: r.extra[key])
+
+        good = _all_ok(runs)
+        rows.append(
+            [
+                told,
+                _correct(runs),
+                _med(runs, lambda r: r.wall_s),
+                int(ex("accepted")),
+                int(_med(runs, lambda r: r.throttled)),
+                ex("throttled_pct"),
+                ex("span_s"),
+                ex("req_per_s"),
+                ex("budget_pct"),
+                ex("schedule_pct"),
+                " / ".join(f"{k} {v}" for k, v in sorted(runs[-1].by_account.items())),
+            ]
+        )
+        checks += [
+            Check(
+                f"{told}: throughput, % of 20 req/s",
+                f"{ex('budget_pct'):.1f} %",
+                f"≥ {min_budget:g} %",
+                good and ex("budget_pct") >= min_budget,
+            ),
+            Check(
+                f"{told}: 429s, % of requests",
+                f"{ex('throttled_pct'):.2f} %",
+                f"≤ {max_429:g} %",
+                good and ex("throttled_pct") <= max_429,
+            ),
+            Check(f"{told}: every output = ground truth", _correct(runs), "PASS", good),
+        ]
+    return Report(
+        "ratelimit-shared",
+        f"{processes} processes, each crawling {artists} artists (seed {SEED}, minimum "
+        f"{truth.min_calls} calls each) with its own SQLite checkpoint, sharing 2 accounts × "
+        f"{RATE} req / {WINDOW_S:g} s through PostgreSQL; medians of {bench.args.runs} runs",
+        [
+            "crawler told",
+            "correct",
+            "wall s",
+            "accepted",
+            "429s",
+            "429 %",
+            "span s",
+            "req/s",
+            "% of budget",
+            "% of ideal schedule",
+            "requests per account",
+        ],
+        rows,
+        checks,
+        every,
+        [
+            "the processes share the budget only: the PostgreSQL store was not there yet, so "
+            "each crawls the whole catalog into its own outputs (4× one crawl's requests)",
+            "first/last request times come from polling GET /__stats every 50 ms",
+        ],
+    )
+
+
 def scale(bench: Bench) -> Report:
     """A crawl of over a million tracks with nothing to wait for: the crawler's own costs.
 
@@ -834,6 +1198,8 @@ SCENARIOS: dict[str, Callable[[Bench], Report]] = {
     "latency-default": latency_default,
     "ratelimit-known": ratelimit_known,
     "ratelimit-unknown": ratelimit_unknown,
+    "ratelimit-shared": ratelimit_shared,
+    "workers": workers,
     "scale": scale,
     "resume": resume,
 }

@@ -351,6 +351,7 @@ def crawler_config(
     api: dict[str, Any] | None = None,
     crawl: dict[str, Any] | None = None,
     output: dict[str, bool] | None = None,
+    store: dict[str, str] | None = None,
 ) -> str:
     """A crawl.toml for one benchmark run: the simulator's addresses, the peers' expansion."""
     document = {
@@ -365,6 +366,7 @@ def crawler_config(
         "expand": {**EXPANSION, "max_artists": max_artists},
         "crawl": {"out_dir": str(out_dir), "progress": "off", **(crawl or {})},
         "output": output or {},
+        "store": store or {},
     }
     return msgspec.toml.encode(document).decode()
 

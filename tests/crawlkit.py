@@ -39,6 +39,7 @@ def write_config(
     api: dict[str, Any] | None = None,
     crawl: dict[str, Any] | None = None,
     output: dict[str, bool] | None = None,
+    store: dict[str, str] | None = None,
 ) -> Path:
     """A crawl.toml for a crawl of the simulator at ``url``; returns its path."""
     # A known, generous budget: these crawls measure the crawler, not the limit's discovery.
@@ -57,6 +58,7 @@ def write_config(
         "expand": {**FULL, **(expand or {})},
         "crawl": {"out_dir": "out", "concurrency": 16, "progress": "off", **(crawl or {})},
         "output": output or {},
+        "store": store or {},
     }
     path = tmp_path / "crawl.toml"
     path.write_bytes(msgspec.toml.encode(document))

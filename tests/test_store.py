@@ -21,21 +21,28 @@ from crawler.core.timeseries import Sample
 from crawler.store.base import Store, pending
 from crawler.store.lock import CheckpointLocked
 from crawler.store.plan import plan_commit
+from crawler.store.postgres import LeaseLost, PostgresStore
 from crawler.store.sqlite import SqliteStore
+from tests.pg import redacted
 
 FP: dict[str, Any] = {"seeds": {"artists": ["a"]}, "expand": {}, "output": {}}
 OpenStore = Callable[..., Awaitable[Store]]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
     """Factory: ``await open_store(fingerprint=FP, fresh=False)``; closed after the test."""
     opened: list[Store] = []
+    dsn = request.getfixturevalue("pg_database") if request.param == "postgres" else ""
 
     async def make(fingerprint: dict[str, Any] = FP, fresh: bool = False) -> Store:
-        store = await SqliteStore.open(
-            tmp_path / "cp.db", tmp_path / "out", fingerprint, STREAMS, fresh=fresh
-        )
+        store: Store
+        if dsn:
+            store = await PostgresStore.open(dsn, redacted(dsn), "test", fingerprint, fresh=fresh)
+        else:
+            store = await SqliteStore.open(
+                tmp_path / "cp.db", tmp_path / "out", fingerprint, STREAMS, fresh=fresh
+            )
         opened.append(store)
         return store
 
@@ -192,7 +199,66 @@ async def test_other_settings_are_refused_naming_the_keys(open_store: OpenStore)
     assert fresh.meta["fingerprint"] == other
 
 
-async def test_a_second_open_is_refused_while_the_first_runs(open_store: OpenStore) -> None:
+async def test_a_second_open_joins_the_crawl_and_claims_only_free_work(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: processes share one crawl; a lease is held by exactly one of them."""
+    first = await PostgresStore.open(pg_database, "db", "c", FP)
+    second = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        leased = await commit(first, room=2, seeds=[(Op.ALBUM, k) for k in "abcd"])
+        assert keys(leased) == [(Op.ALBUM, "a"), (Op.ALBUM, "b")]
+        await second._refresh(second._conn)  # what its poller does every POLL_S
+        assert second.claimable(Op.ALBUM) and second.busy_elsewhere()
+        assert keys(await second.claim(Op.ALBUM, 10)) == [(Op.ALBUM, "c"), (Op.ALBUM, "d")]
+        assert await first.claim(Op.ALBUM, 10) == []
+        # A commit of tasks another worker holds is fenced off: nothing of it is written.
+        stolen = await second.claim(Op.ALBUM, 10)
+        assert stolen == []
+        with pytest.raises(LeaseLost, match="taken over"):
+            await commit(
+                second,
+                [Outcome(states=[(leased[0], State.DONE)], records=[("albums", b'{"id":"a"}')])],
+            )
+        assert await records(second, "albums", tmp_path) == []
+        await commit(
+            first, [Outcome(states=[(leased[0], State.DONE)], records=[("albums", b'{"id":"a"}')])]
+        )
+        assert await records(second, "albums", tmp_path) == [b'{"id":"a"}']
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_killed_workers_leases_return_to_the_pool(pg_database: str) -> None:
+    first = await PostgresStore.open(pg_database, "db", "c", FP)
+    second = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        await commit(first, room=10, seeds=[(Op.ARTIST, k) for k in "ab"])
+        assert await second.claim(Op.ARTIST, 10) == []
+        first._conn.terminate()  # as SIGKILL does: the session and its lock are gone
+        first._watch_conn.terminate()
+        first.worker = None  # nothing left to hand back at close
+        third = await PostgresStore.open(pg_database, "db", "c", FP)
+        try:
+            assert keys(await third.claim(Op.ARTIST, 10)) == [(Op.ARTIST, "a"), (Op.ARTIST, "b")]
+        finally:
+            await third.close()
+    finally:
+        await second.close()
+
+
+# ------------------------------------------------------------------ SQLite + JSON lines
+
+
+async def open_sqlite(tmp_path: Path, fingerprint: dict[str, Any] = FP) -> SqliteStore:
+    return await SqliteStore.open(tmp_path / "cp.db", tmp_path / "out", fingerprint, STREAMS)
+
+
+async def test_a_second_open_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    def open_store(fresh: bool = False) -> Any:
+        return SqliteStore.open(tmp_path / "cp.db", tmp_path / "out", FP, STREAMS, fresh=fresh)
+
     first = await open_store()
     with pytest.raises(CheckpointLocked, match=r"another crawl is running.*pid \d+ on host"):
         await open_store()
@@ -202,13 +268,6 @@ async def test_a_second_open_is_refused_while_the_first_runs(open_store: OpenSto
     await first.close()
     second = await open_store()
     assert pending(second.counts()) == 1
-
-
-# ------------------------------------------------------------------ SQLite + JSON lines
-
-
-async def open_sqlite(tmp_path: Path, fingerprint: dict[str, Any] = FP) -> SqliteStore:
-    return await SqliteStore.open(tmp_path / "cp.db", tmp_path / "out", fingerprint, STREAMS)
 
 
 async def test_uncommitted_tail_is_truncated_and_state_survives(tmp_path: Path) -> None:

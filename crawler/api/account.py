@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crawler.api.budget import RAMP_HORIZON, Budget, Pacer, span
+from crawler.api.budget import RAMP_HORIZON, span
 from crawler.api.clock import Clock
+from crawler.api.ledger import Ledger, LocalLedger
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,20 @@ class Account:
         max_in_flight: float = math.inf,
         measured: float | None = None,
         on_measured: Callable[[str, int], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """``measured``: the budget an earlier run measured (see Budget); ``on_measured`` is
-        told every budget this one measures, so that a later run can start from it."""
+        told every budget this one measures, so that a later run can start from it; ``ledger``:
+        where the pace, parks and learned budget shared with other processes live."""
         self.name = name
         self.window_s = window_s
-        self.budget = Budget(rate, max_in_flight, measured)
+        ledger = ledger or LocalLedger()
+        self._span = span(window_s)
+        self._slots = ledger.slots(name, window_s, self._span, self._learned_elsewhere)
+        self.budget = ledger.budget(name, rate, max_in_flight, measured)
         self._on_measured = on_measured
         self._clock = clock
-        self._span = span(window_s)
-        self._pacer: Pacer | None = None  # none while the budget is unpaced (slow start)
         self._tuned_for = math.nan
-        self._sent: deque[float] = deque()  # send times within the last span
         self._accepted: deque[float] = deque()  # send times of requests not refused by a 429
         self._lately: deque[float] = deque()  # their answer times within the ramp's horizon
         self.in_flight = 0
@@ -64,6 +67,7 @@ class Account:
         self._remeasure_at: float | None = None  # see Budget
         self._measured_at: float | None = None  # send time of the 429 that measured
         self.parked_until = 0.0  # clock.monotonic()
+        self.parked_epoch: float | None = None  # its epoch as the ledger has it, if it does
         self.parked_for_run = False
         self.park_started = -math.inf
         self.last_cut = -math.inf
@@ -86,7 +90,7 @@ class Account:
         """Share of the allowance already committed, counting requests waiting for it."""
         waiting = self.queued + 1
         return max(
-            (self._recent(self._sent, now) + waiting) / self.budget.value,
+            (self._slots.sent(now) + waiting) / self.budget.value,
             (self.in_flight + waiting) / self.budget.in_flight,
         )
 
@@ -94,12 +98,7 @@ class Account:
         """Seconds until one more request may go; None: not before one in flight is settled."""
         if self.in_flight >= self.budget.in_flight:
             return None
-        wait = 0.0
-        if self._pacer is not None:
-            wait = self._pacer.delay(now)
-        if self._recent(self._sent, now) >= self.budget.value:
-            wait = max(wait, self._sent[0] + self._span - now)
-        return wait
+        return self._slots.delay(now, self.budget.value)
 
     def notify(self) -> None:
         """Wake the requests waiting for room (something settled, was retuned or parked)."""
@@ -127,9 +126,7 @@ class Account:
                 await self._clock.wait(self._changed, wait)
         finally:
             self.queued -= 1
-        if self._pacer is not None:
-            self._pacer.take(now)
-        self._sent.append(now)
+        self._slots.take(now)
         self.in_flight += 1
         if self._first_sent is None:
             self._first_sent = now
@@ -153,6 +150,7 @@ class Account:
         now = self._clock.monotonic()
         self._recent(self._accepted, now)
         self._accepted.append(ticket.sent_at)
+        self._slots.accepted(ticket.sent_at)
         horizon = self.window_s * RAMP_HORIZON
         while self._lately and self._lately[0] <= now - horizon:
             self._lately.popleft()
@@ -188,12 +186,17 @@ class Account:
         if value == math.inf or abs(value - self._tuned_for) < 1:
             return
         self._tuned_for = value
-        now = self._clock.monotonic()
-        if self._pacer is None:
-            self._pacer = Pacer(value, self._span)
-        else:
-            self._pacer.retune(value, self._span, now)
+        self._slots.retune(value, self._clock.monotonic())
         self.notify()
+
+    def _learned_elsewhere(self) -> None:
+        """The ledger changed the budget or the schedule: pace to it, let the waiters look."""
+        self._retune()
+        self.notify()
+
+    def drop_slots(self) -> None:
+        """Parked: send times the ledger handed out before are void."""
+        self._slots.drop()
 
     def _tell_measured(self) -> None:
         if self._on_measured is not None:

@@ -24,6 +24,7 @@ from crawler.api.auth import TokenSource
 from crawler.api.capabilities import DEVELOPMENT_PAGE_LIMIT, Capabilities, Learnable, PageLimit
 from crawler.api.clock import SYSTEM_CLOCK, Clock
 from crawler.api.http import ApiHttp, checked_origin, open_session
+from crawler.api.ledger import Ledger
 from crawler.api.pool import AccountPool, PoolStatus
 from crawler.api.retry import Backoff
 from crawler.api.schema import (
@@ -174,9 +175,11 @@ class SpotifyClient:
         capabilities: Capabilities | None = None,
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        ledger: Ledger | None = None,
     ) -> None:
         """``capabilities`` from an earlier run's checkpoint replace those of ``api.mode``;
-        ``clock`` times rate limits, token lifetimes and backoff (tests pass virtual time)."""
+        ``clock`` times rate limits, token lifetimes and backoff (tests pass virtual time);
+        ``ledger``: where the accounts' budgets live, if other processes share them."""
         checked_origin(api.base_url, "base_url")
         checked_origin(api.token_url, "token_url")
         self.api = api
@@ -194,6 +197,7 @@ class SpotifyClient:
             max_in_flight=concurrency,
             measured=self.capabilities.budgets,
             on_measured=self.capabilities.measured,
+            ledger=ledger,
         )
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from crawler.api.account import Account, Ticket
 from crawler.api.clock import SYSTEM_CLOCK, Clock
+from crawler.api.ledger import Ledger, LocalLedger
 from crawler.api.retry import Backoff
 from crawler.core.errors import AllAccountsParked
 
@@ -57,6 +58,7 @@ class AccountPool:
         max_in_flight: float = math.inf,
         measured: Mapping[str, int] | None = None,
         on_measured: Callable[[str, int], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """``accounts`` maps each account name to its (rate, window_s).
 
@@ -65,8 +67,11 @@ class AccountPool:
         connection afterwards would make the pace and the window log lie. It also bounds an
         account's slow start. ``measured`` and ``on_measured``: budgets of accounts with an
         unknown rate, as an earlier run measured them, and where new measurements go.
+        ``ledger``: where the accounts' pace, parks and learned budgets live (see ledger.py);
+        by default in this process alone.
         """
         self._clock = clock
+        self._ledger = ledger = ledger or LocalLedger()
         # Places in flight: tickets out, plus acquirers holding one while they wait for an
         # account. A semaphore wakes one waiter per freed place (there may be many: each
         # single-ID fallback of a batch waits here), and waiting for a place takes no time.
@@ -80,12 +85,15 @@ class AccountPool:
                 max_in_flight=max_in_flight,
                 measured=(measured or {}).get(name),
                 on_measured=on_measured,
+                ledger=ledger,
             )
             for name, (rate, w) in accounts.items()
         ]
+        self._by_name = {a.name: a for a in self.accounts}
         self._max_retry_after_s = max_retry_after_s
         self._backoff = backoff
         self._parks_changed = asyncio.Event()
+        ledger.watch(self._parked)
 
     async def acquire(self) -> Ticket:
         """A ticket on the least loaded usable account, waiting while all are briefly parked."""
@@ -112,7 +120,9 @@ class AccountPool:
     async def _wait_for_unpark(self, now: float) -> None:
         waiting = [a.parked_until for a in self.accounts if not a.parked_for_run]
         if not waiting:
-            resume_at = self._epoch(min(a.parked_until for a in self.accounts), now)
+            await self._ledger.settled()  # so that every process names the same resume time
+            now = self._clock.monotonic()
+            resume_at = min(self._parked_epoch(a, now) for a in self.accounts)
             when = datetime.fromtimestamp(resume_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             raise AllAccountsParked(
                 resume_at,
@@ -152,10 +162,13 @@ class AccountPool:
             account.quota_exceeded = True
             if not account.warned_quota:
                 account.warned_quota = True
-                log.warning(
-                    "account %s exceeded its quota (429 QUOTA_EXCEEDED): all its apps share "
-                    "one budget, so more client IDs on this account will not help",
+                self._ledger.warn_once(
                     account.name,
+                    lambda: log.warning(
+                        "account %s exceeded its quota (429 QUOTA_EXCEEDED): all its apps "
+                        "share one budget, so more client IDs on this account will not help",
+                        account.name,
+                    ),
                 )
         fresh = ticket.sent_at > account.park_started
         if retry_after is not None:
@@ -167,23 +180,42 @@ class AccountPool:
             return
         if now + delay <= account.parked_until:
             return
+        self._park(account, now, delay, "")
+        self._ledger.parked(account.name, delay, quota_exceeded)
+
+    def _park(self, account: Account, now: float, delay: float, where: str) -> None:
         was_parked = account.parked(now)
         account.parked_until = now + delay
+        account.parked_epoch = None
+        account.drop_slots()
         if not was_parked:
             account.park_started = now
         if delay > self._max_retry_after_s and not account.parked_for_run:
             account.parked_for_run = True
             log.warning(
-                "account %s is rate-limited for %.0f s, longer than api.max_retry_after_s: "
+                "account %s is rate-limited%s for %.0f s, longer than api.max_retry_after_s: "
                 "not using it again in this run",
                 account.name,
+                where,
                 delay,
             )
         elif not was_parked:
-            log.info("account %s rate-limited: pausing it for %.1f s", account.name, delay)
+            log.info("account %s rate-limited%s: pausing it for %.1f s", account.name, where, delay)
         account.notify()
         self._parks_changed.set()
         self._parks_changed = asyncio.Event()
+
+    def _parked(self, name: str, remaining_s: float, epoch: float) -> None:
+        """The ledger's word on a park, this process's own or another's: the later end wins,
+        and its epoch is the one every process tells the user."""
+        account = self._by_name.get(name)
+        if account is None:
+            return
+        now = self._clock.monotonic()
+        if now + remaining_s > account.parked_until:
+            self._park(account, now, remaining_s, " (seen by another process)")
+        if now + remaining_s >= account.parked_until - 1e-3:
+            account.parked_epoch = epoch
 
     def status(self) -> PoolStatus:
         now = self._clock.monotonic()
@@ -194,7 +226,7 @@ class AccountPool:
                     rate=a.budget.value,
                     window_s=a.window_s,
                     learning=a.budget.learning,
-                    parked_until=self._epoch(a.parked_until, now) if a.parked(now) else None,
+                    parked_until=self._parked_epoch(a, now) if a.parked(now) else None,
                     parked_for_run=a.parked_for_run,
                     quota_exceeded=a.quota_exceeded,
                 )
@@ -202,5 +234,7 @@ class AccountPool:
             )
         )
 
-    def _epoch(self, monotonic_at: float, now: float) -> float:
-        return self._clock.time() + (monotonic_at - now)
+    def _parked_epoch(self, account: Account, now: float) -> float:
+        if account.parked_epoch is not None:
+            return account.parked_epoch
+        return self._clock.time() + (account.parked_until - now)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,8 +18,9 @@ import orjson
 
 from crawler.api.capabilities import Capabilities
 from crawler.api.client import SpotifyClient
+from crawler.api.ledger import Ledger
 from crawler.cli.common import command, one_line_errors, run_async
-from crawler.core.config import Config, load_config
+from crawler.core.config import Config, StoreConfig, load_config
 from crawler.core.errors import ConfigError, CrawlerError
 from crawler.core.kinds import ENTITIES, STREAMS, Op, State
 from crawler.core.logs import setup_logging
@@ -136,6 +138,40 @@ async def _simulated(config: Config) -> AsyncIterator[Config]:
         await sim.close()
 
 
+# With a SQLite store, the PostgreSQL database whose ledger the accounts' budgets share.
+BUDGET_DSN_ENV = "SPOTIFY_CRAWLER_BUDGET_DSN"
+
+
+@contextlib.asynccontextmanager
+async def _shared_budgets(config: Config) -> AsyncIterator[Ledger | None]:
+    """The ledger through which every process crawling with these accounts paces them:
+    the PostgreSQL store's database, else $SPOTIFY_CRAWLER_BUDGET_DSN's; None: this process
+    alone."""
+    store = config.store
+    if store.backend != "postgres":
+        store = StoreConfig(dsn=os.environ.get(BUDGET_DSN_ENV, ""))
+    if not store.dsn:
+        yield None
+        return
+    try:
+        import asyncpg
+
+        from crawler.store.pg_budget import PgLedger
+    except ImportError:
+        raise ConfigError(
+            "a budget shared through PostgreSQL needs asyncpg: "
+            'pip install "spotify-crawler[postgres]"'
+        ) from None
+
+    try:
+        ledger = await PgLedger.connect(store.dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise CrawlerError(f"rate-limit ledger at {store.redacted_dsn}: {exc}") from None
+    log.info("accounts' budgets shared through %s", store.redacted_dsn)
+    async with ledger:
+        yield ledger
+
+
 async def run_crawl(
     config: Config,
     *,
@@ -171,6 +207,7 @@ async def run_crawl(
         try:
             run_id = await store.begin_run()
             learned = store.meta.get("capabilities")
+            ledger = await stack.enter_async_context(_shared_budgets(config))
             client = await stack.enter_async_context(
                 SpotifyClient(
                     config.api,
@@ -178,6 +215,7 @@ async def run_crawl(
                     concurrency=config.crawl.concurrency,
                     stats=stats,
                     capabilities=Capabilities.from_dict(learned) if learned else None,
+                    ledger=ledger,
                 )
             )
             engine = Engine(config, client, store, stats)

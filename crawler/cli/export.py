@@ -99,7 +99,7 @@ async def store_source(config: Config, scratch: Path) -> ExportSource:
     """What the crawl's store has committed (read without disturbing a running crawl): the
     streams' files and committed lengths, and the commit times of the fetched entities,
     written to ``scratch`` as TSV so that millions of them never sit in memory."""
-    if not config.crawl.checkpoint_path.exists():
+    if config.store.backend == "sqlite" and not config.crawl.checkpoint_path.exists():
         raise ConfigError(
             f"{config.crawl.checkpoint_path}: no crawl to export; run `spotify-crawler crawl` first"
         )

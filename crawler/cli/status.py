@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 import orjson
 
@@ -12,6 +13,7 @@ from crawler.core.kinds import STREAMS, Op, State
 from crawler.store import crawl_fingerprint, open_store_readonly
 from crawler.store.base import failed, pending
 from crawler.store.lock import running_holder
+from crawler.store.postgres import PostgresStore
 
 _COLUMNS = (State.DONE, State.PENDING, State.MISSING, State.FAILED, State.SKIPPED)
 
@@ -27,18 +29,30 @@ def status_command(args: argparse.Namespace) -> int:
 
 async def _status(config: Config) -> int:
     path = config.crawl.checkpoint_path
-    if not path.exists():
+    postgres = config.store.backend == "postgres"
+    if not postgres and not path.exists():
         print(f"no checkpoint at {path}: the crawl has not started")
         return 0
     store = await open_store_readonly(config)
     try:
-        if store.meta.get("fingerprint") != crawl_fingerprint(config):
+        if not postgres and store.meta.get("fingerprint") != crawl_fingerprint(config):
             print(
                 f"note: {path} was made with other seeds or expansion settings than {config.path}"
             )
         counts = store.counts()
-        print(f"checkpoint {path}")
-        holder = running_holder(path)
+        if isinstance(store, PostgresStore):
+            print(f"crawl {config.store.name!r} in {config.store.redacted_dsn}")
+            live = [w for w in await store.workers() if w["live"]]
+            for w in live:
+                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w["started_at"]))
+                print(
+                    f"worker {w['id']}: {w['host']} pid {w['pid']}, started {started}, "
+                    f"{w['units_done']:,} units done"
+                )
+            holder = f"{len(live)} worker(s)" if live else None
+        else:
+            print(f"checkpoint {path}")
+            holder = running_holder(path)
         if holder is not None:
             print(f"running: {holder}")
         print(f"{'operation':<16}" + "".join(f"{s.name.lower():>10}" for s in _COLUMNS))

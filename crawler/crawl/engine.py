@@ -64,13 +64,23 @@ class RunResult:
 Unit = tuple[Op, list[Task]]
 
 
+def _windows(store: Store, client: SpotifyClient, concurrency: int) -> dict[Op, int]:
+    """How many tasks of each op this process may hold. Alone, a large window saves claims;
+    sharing a crawl, a process holds what its requests in flight can use soon (one round of
+    full batches), so that the others find work to claim."""
+    if not store.shared:
+        return dict.fromkeys(Op, FRONTIER_WINDOW)
+    caps = client.capabilities
+    return {op: min(FRONTIER_WINDOW, concurrency * caps.batch_size(op)) for op in Op}
+
+
 class Engine:
     def __init__(self, config: Config, client: SpotifyClient, store: Store, stats: Stats) -> None:
         self.config = config
         self.client = client
         self.store = store
         self.stats = stats
-        self.frontier = Frontier(FRONTIER_WINDOW, store)
+        self.frontier = Frontier(_windows(store, client, config.crawl.concurrency), store)
         self.expander = Expander(
             client, config.expand, config.output, frozenset(config.seeds.tracks)
         )
@@ -164,6 +174,7 @@ class Engine:
             await self.committer.commit({"seeded": True}, seeds=self._seed_tasks())
             if self._error is not None:
                 raise self._error
+        self.store.watch(self._store_changed)
         # In flight beside the first units: only a unit that holds tracks needs its answer.
         self._probe = asyncio.create_task(self._probe_tracks_endpoint())
         await self.frontier.refill()
@@ -269,7 +280,16 @@ class Engine:
             self._unsettled_total == 0
             and len(self.frontier) == 0
             and not any(self.frontier.elsewhere(op) for op in Op)
+            and not self.store.busy_elsewhere()
         )
+
+    def _store_changed(self, error: BaseException | None) -> None:
+        """Other processes of a shared crawl freed or finished work (or the store failed)."""
+        if isinstance(error, CrawlerError):
+            self._stop(error)
+            return
+        self.committer.nudge()  # it refills the frontier, then wakes the dispatcher
+        self._wake.set()
 
     def _stop(self, error: CrawlerError | None = None) -> None:
         if error is not None and self._error is None:

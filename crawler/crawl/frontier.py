@@ -1,6 +1,6 @@
 """The in-memory window of the frontier: a bounded deque of leased tasks per operation.
 
-The store holds every pending task; this process holds at most ``window`` of each op, leased
+The store holds every pending task; this process holds at most a window of each op, leased
 to it, in the order the store handed them out. New tasks arrive leased from commits (as many
 as there is room for); when the window runs low the frontier claims more from the store, so
 memory stays flat however large the frontier grows.
@@ -12,6 +12,7 @@ import itertools
 import operator
 import time
 from collections import deque
+from collections.abc import Mapping
 
 from crawler.core.kinds import Op
 from crawler.core.tasks import Task
@@ -21,8 +22,8 @@ _op = operator.itemgetter(1)  # of a Task
 
 
 class Frontier:
-    def __init__(self, window: int, store: Store) -> None:
-        self.window = window
+    def __init__(self, windows: Mapping[Op, int], store: Store) -> None:
+        self.windows = dict(windows)
         self._store = store
         self._queues: dict[Op, deque[Task]] = {op: deque() for op in Op}
         self._waiting_since: dict[Op, float] = {}
@@ -35,7 +36,7 @@ class Frontier:
 
     def room(self) -> dict[Op, int]:
         """How many new tasks of each op the window can take from the next commit."""
-        return {op: self.window - len(queue) for op, queue in self._queues.items()}
+        return {op: self.windows[op] - len(queue) for op, queue in self._queues.items()}
 
     def add(self, tasks: list[Task]) -> None:
         """Queue tasks leased to this process (a commit's come in a few runs of one op)."""
@@ -51,12 +52,12 @@ class Frontier:
         return any(self._low(op) for op in Op)
 
     def _low(self, op: Op) -> bool:
-        return self._store.claimable(op) and len(self._queues[op]) <= self.window // 2
+        return self._store.claimable(op) and len(self._queues[op]) <= self.windows[op] // 2
 
     async def refill(self) -> None:
         for op in Op:
             if self._low(op):
-                self.add(await self._store.claim(op, self.window - len(self._queues[op])))
+                self.add(await self._store.claim(op, self.windows[op] - len(self._queues[op])))
 
     def take(self, op: Op, size: int) -> list[Task]:
         queue = self._queues[op]

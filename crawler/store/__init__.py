@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -11,7 +11,10 @@ from crawler.core.errors import ConfigError
 from crawler.core.kinds import ENTITY_STREAMS, STREAMS
 from crawler.store.base import Store
 from crawler.store.plan import fingerprint
-from crawler.store.sqlite import SqliteStore
+from crawler.store.sqlite import SqliteStore, ensure_writable
+
+if TYPE_CHECKING:
+    from crawler.store.postgres import PostgresStore
 
 
 def crawl_fingerprint(config: Config) -> dict[str, Any]:
@@ -25,16 +28,24 @@ def enabled_streams(config: Config) -> list[str]:
     return [s for s in STREAMS if s in ENTITY_STREAMS or edges[s]]
 
 
-def _sqlite_only(config: Config) -> None:
-    if config.store.backend != "sqlite":
+def _postgres(config: Config) -> type[PostgresStore]:
+    try:
+        from crawler.store.postgres import PostgresStore
+    except ImportError:  # asyncpg is the optional extra "postgres"
         raise ConfigError(
-            f"{config.path}: store.backend: {config.store.backend!r} is not available yet"
-        )
+            f'{config.path}: store.backend: "postgres" needs asyncpg: pip install -e ".[postgres]"'
+        ) from None
+    return PostgresStore
 
 
 async def open_store(config: Config, *, fresh: bool = False) -> Store:
-    """Lock and open the crawl's store for writing (``fresh``: wiped first, under the lock)."""
-    _sqlite_only(config)
+    """Open the crawl's store for writing (``fresh``: wiped first; SQLite: locked first)."""
+    store = config.store
+    if store.backend == "postgres":
+        ensure_writable(config.crawl.out_dir)  # stats.json: the records are in the database
+        return await _postgres(config).open(
+            store.dsn, store.redacted_dsn, store.name, crawl_fingerprint(config), fresh=fresh
+        )
     return await SqliteStore.open(
         config.crawl.checkpoint_path,
         config.crawl.out_dir,
@@ -44,7 +55,11 @@ async def open_store(config: Config, *, fresh: bool = False) -> Store:
     )
 
 
-async def open_store_readonly(config: Config) -> SqliteStore:
+async def open_store_readonly(config: Config) -> SqliteStore | PostgresStore:
     """For ``status`` and ``export``: a running crawl's store, read without disturbing it."""
-    _sqlite_only(config)
+    store = config.store
+    if store.backend == "postgres":
+        return await _postgres(config).open(
+            store.dsn, store.redacted_dsn, store.name, None, readonly=True
+        )
     return await SqliteStore.open_readonly(config.crawl.checkpoint_path, config.crawl.out_dir)

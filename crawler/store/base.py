@@ -66,6 +66,8 @@ class StoreCost:
 class Store(Protocol):
     """A crawl's durable state. One instance per process; the engine is its only writer."""
 
+    shared: bool  # may other processes crawl the same crawl at the same time?
+
     @property
     def meta(self) -> Mapping[str, Any]:
         """Fingerprint, capabilities, ``seeded``, the last run's outcome: small JSON values."""
@@ -81,6 +83,17 @@ class Store(Protocol):
 
     def claimable(self, op: Op) -> bool:
         """Might ``claim(op)`` find work beyond what this process already holds?"""
+        ...
+
+    def busy_elsewhere(self) -> bool:
+        """Do other processes hold leases of this crawl? Their outcomes may still add work,
+        so the crawl is not finished while they do."""
+        ...
+
+    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+        """Call ``on_change(None)`` when ``claimable`` or ``busy_elsewhere`` may have changed
+        because of other processes, or ``on_change(error)`` when the store can no longer
+        tell. A single-process store never calls it."""
         ...
 
     async def claim(self, op: Op, limit: int) -> list[Task]:

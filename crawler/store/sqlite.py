@@ -170,6 +170,8 @@ def checkpoint_files(path: Path) -> tuple[Path, ...]:
 class SqliteStore:
     """The checkpoint database and the output files; see ``store.base.Store``."""
 
+    shared = False  # the checkpoint lock admits one process
+
     def __init__(self, db: aiosqlite.Connection, path: Path, out_dir: Path) -> None:
         self._db = db
         self.path = path
@@ -215,7 +217,7 @@ class SqliteStore:
         """
         _check_path(path)
         for directory in dict.fromkeys((out_dir, path.parent)):
-            _ensure_writable(directory)
+            ensure_writable(directory)
         lock = CheckpointLock(path)
         lock.acquire()
         try:
@@ -386,6 +388,12 @@ class SqliteStore:
 
     def claimable(self, op: Op) -> bool:
         return self._spilled[op]
+
+    def busy_elsewhere(self) -> bool:
+        return False  # the checkpoint lock: no other process has this crawl
+
+    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+        """Nothing changes behind this process's back."""
 
     async def claim(self, op: Op, limit: int) -> list[Task]:
         if not self._spilled[op] or limit <= 0:
@@ -780,7 +788,7 @@ def _unreadable(path: Path, exc: sqlite3.DatabaseError) -> CheckpointError:
     )
 
 
-def _ensure_writable(directory: Path) -> None:
+def ensure_writable(directory: Path) -> None:
     """Fail before anything starts, naming the directory and the system's reason."""
     probe = directory / ".spotify-crawler-probe"
     try:

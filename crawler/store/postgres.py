@@ -1,0 +1,956 @@
+"""The PostgreSQL store: one crawl shared by any number of processes, every record once.
+
+The design and the measurements behind it are in docs/postgres-store.md; in short:
+
+* **Leases.** A worker (one process) registers a ``worker`` row and holds a session advisory
+  lock on its id for as long as its connection lives. Claiming sets ``task.owner`` with
+  ``FOR UPDATE SKIP LOCKED``, so two workers never lease one task; a worker's leases are
+  freed by any other worker once its lock has been gone for ``GRACE_S`` (SIGKILL closes the
+  socket, the server drops the lock within milliseconds).
+* **The fence.** A commit moves its finished tasks from "leased by me" to their final state
+  and inserts their records in one transaction; if any of those tasks is no longer leased to
+  this worker (its leases were recovered while it was presumed dead), the update count comes
+  up short and the whole transaction rolls back: a record is written only by the holder of
+  its task's lease, once.
+* **Dedupe.** ``(crawl, op, key)`` is unique; discovered keys go in with ``ON CONFLICT DO
+  NOTHING RETURNING``, so the inserting transaction knows which are new, whichever process
+  found them first. Lines that ride on another task (tracks from album pages) are written
+  only if their task is new, in the same transaction.
+* **Records** are the API's own bytes (``bytea``: ``jsonb`` would reorder keys), in commit
+  order (``seq``, ``pos``); ``stream_files`` writes them out as the JSON-lines files a SQLite
+  crawl writes.
+* **Counts** are per-worker ``tally`` rows updated in the commit transaction (no row that
+  every process updates), summed when read.
+
+A lost connection is not papered over: the process stops with a one-line error and the
+crawl resumes where it stands (its leases return to the others; what it committed stays).
+Reconnecting in place would need the in-memory frontier to forget every lease it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+from aiolimiter import AsyncLimiter
+
+from crawler.core.errors import CheckpointError, CrawlerError
+from crawler.core.kinds import STREAMS, Op, State, stream_file
+from crawler.core.tasks import Task
+from crawler.core.timeseries import Run, Sample
+from crawler.store.base import CommitGroup, StoreCost
+from crawler.store.plan import changed_keys, within_budget
+from crawler.store.sqlite import THIN_AFTER, THIN_EVERY
+
+SCHEMA_VERSION = 1
+# Advisory-lock namespaces (the two-int form: classid, objid). "SCRW" in ASCII.
+LOCK_NAMESPACE = 0x53435257
+SCHEMA_LOCK = 0
+POLL_S = 1.0  # how often a worker looks at the shared frontier when nobody notifies it
+POLLS_PER_S = 5  # at most this often, however many notifications arrive
+DEADLOCK_RETRIES = 5
+CHANNEL = "spotify_crawler_work"  # NOTIFY: a commit freed work or settled some
+GRACE_S = 2.0  # how long an owner's lock must be gone before its leases are freed
+CONNECT_TIMEOUT_S = 10.0
+_STREAM_IDS = {stream: i for i, stream in enumerate(STREAMS)}
+_decode_sample = msgspec.json.Decoder(Sample).decode
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_meta(key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS crawl(
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    fingerprint text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS task(
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    op smallint NOT NULL,
+    key text NOT NULL,
+    state smallint NOT NULL DEFAULT 0,
+    owner integer,
+    at double precision  -- when it was committed finished (epoch s): the records' fetched_at
+);
+CREATE UNIQUE INDEX IF NOT EXISTS task_key ON task(crawl, op, key);
+CREATE INDEX IF NOT EXISTS task_pending ON task(crawl, op, id) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS record(
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    stream smallint NOT NULL,
+    seq bigint NOT NULL,
+    pos integer NOT NULL,
+    body bytea COMPRESSION lz4 NOT NULL,  -- lz4: cheaper to compress than pglz, the default
+    PRIMARY KEY (crawl, stream, seq, pos)
+);
+CREATE SEQUENCE IF NOT EXISTS commit_seq;
+CREATE TABLE IF NOT EXISTS failure(
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    op smallint NOT NULL, key text NOT NULL, reason text NOT NULL,
+    at double precision NOT NULL,
+    PRIMARY KEY (crawl, op, key)
+);
+CREATE TABLE IF NOT EXISTS meta(
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    key text NOT NULL, value text NOT NULL,
+    PRIMARY KEY (crawl, key)
+);
+CREATE TABLE IF NOT EXISTS worker(
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    host text NOT NULL, pid integer NOT NULL,
+    started_at double precision NOT NULL,
+    units_done bigint NOT NULL DEFAULT 0,
+    ended_at double precision
+);
+CREATE TABLE IF NOT EXISTS tally(
+    worker integer NOT NULL REFERENCES worker ON DELETE CASCADE,
+    op smallint NOT NULL, state smallint NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (worker, op, state)
+);
+CREATE TABLE IF NOT EXISTS written(
+    worker integer NOT NULL REFERENCES worker ON DELETE CASCADE,
+    stream smallint NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (worker, stream)
+);
+CREATE TABLE IF NOT EXISTS run(
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    worker integer NOT NULL,
+    started double precision NOT NULL,
+    ended double precision, exit_code integer, message text
+);
+CREATE TABLE IF NOT EXISTS sample(
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    run integer NOT NULL,
+    at double precision NOT NULL,
+    data bytea NOT NULL
+);
+"""
+
+# Whose leases may be freed: owners of pending leased tasks whose advisory lock nobody holds.
+_LOCKLESS_OWNERS = f"""
+SELECT DISTINCT t.owner FROM task t
+ WHERE t.crawl = $1 AND t.state = 0 AND t.owner IS NOT NULL
+   AND NOT EXISTS (SELECT FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.granted
+                      AND l.database = (SELECT oid FROM pg_database
+                                         WHERE datname = current_database())
+                      AND l.classid = {LOCK_NAMESPACE} AND l.objid = t.owner
+                      AND l.objsubid = 2)
+"""
+_LIVE = f"""EXISTS (SELECT FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = {LOCK_NAMESPACE} AND l.objid = w.id AND l.objsubid = 2)"""
+
+
+# As in the SQLite store: older samples thinned to one per bucket, each run's first and last kept.
+_THIN = """
+DELETE FROM sample WHERE crawl = $1 AND at < $2 AND id NOT IN (
+    SELECT min(id) FROM sample WHERE crawl = $1 AND at < $2 GROUP BY run, floor(at / $3)
+    UNION SELECT min(id) FROM sample WHERE crawl = $1 GROUP BY run
+    UNION SELECT max(id) FROM sample WHERE crawl = $1 GROUP BY run
+)
+"""
+
+
+class LeaseLost(CrawlerError):
+    """This worker's leases were taken over (it was presumed dead): its commit rolled back."""
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CannotConnectNowError,
+    )
+
+
+async def connect(dsn: str, redacted: str, *, purpose: str = "open the store") -> Any:
+    """One connection, or one line naming the server (never the password) and the cause."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(
+            dsn,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={
+                # A vanished machine's session (and with it its lock) is dropped in ~10 s.
+                "tcp_keepalives_idle": "5",
+                "tcp_keepalives_interval": "2",
+                "tcp_keepalives_count": "3",
+                "application_name": "spotify-crawler",
+            },
+        )
+    except (*_connection_errors(), TimeoutError, asyncpg.PostgresError) as exc:
+        raise CheckpointError(f"store.dsn {redacted}: cannot {purpose}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.replace("\n", " ")
+
+
+class PostgresStore:
+    """One worker's view of a shared crawl; see ``store.base.Store`` and the module note."""
+
+    shared = True
+
+    def __init__(self, conn: Any, watch_conn: Any, redacted: str, crawl: int, name: str) -> None:
+        self._conn = conn  # commits and claims; holds this worker's advisory lock
+        self._watch_conn = watch_conn  # the poller's: recovery and the shared counts
+        self._redacted = redacted
+        self._crawl = crawl
+        self.name = name
+        self._lock = asyncio.Lock()
+        self.worker: int | None = None
+        self._meta: dict[str, Any] = {}
+        self._counts: Counter[tuple[Op, State]] = Counter()
+        self._written: Counter[str] = Counter()
+        self._free: dict[Op, bool] = dict.fromkeys(Op, False)  # claimable tasks may exist
+        self._after: dict[Op, int] = dict.fromkeys(Op, 0)
+        self._others_pending = True
+        # Commits made / seen by a poll since: a poll older than the last commit may have
+        # missed work that commit found already there (keys another worker holds).
+        self._commit_gen = 0
+        self._polled_gen = -1
+        self._run_id: int | None = None
+        self._samples: list[Sample] = []
+        self._samples_written = 0
+        self._commits = 0
+        self._commit_seconds = 0.0
+        self._cpu = 0.0
+        self._poller: asyncio.Task[None] | None = None
+        self._on_change: Callable[[BaseException | None], None] | None = None
+        self._lockless_since: dict[int, float] = {}
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        redacted: str,
+        name: str,
+        fingerprint: Mapping[str, Any] | None,
+        *,
+        fresh: bool = False,
+        readonly: bool = False,
+    ) -> PostgresStore:
+        conn = await connect(dsn, redacted)
+        watch_conn = None
+        try:
+            crawl = await _prepare(conn, redacted, name, fingerprint, fresh, readonly)
+            if not readonly:
+                watch_conn = await connect(dsn, redacted)
+            self = cls(conn, watch_conn, redacted, crawl, name)
+            if not readonly:
+                await self._register()
+            await self._load()
+        except BaseException:
+            for c in (conn, watch_conn):
+                if c is not None:
+                    c.terminate()
+            raise
+        return self
+
+    async def _register(self) -> None:
+        """A worker row and its session lock, taken in one transaction: nobody sees the row
+        before its lock is held, so recovery never frees the leases of a live worker."""
+        async with self._conn.transaction():
+            self.worker = await self._conn.fetchval(
+                "INSERT INTO worker(crawl, host, pid, started_at) VALUES ($1, $2, $3, $4) "
+                "RETURNING id",
+                self._crawl,
+                socket.gethostname(),
+                os.getpid(),
+                time.time(),
+            )
+            await self._conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_NAMESPACE, self.worker)
+
+    async def _load(self) -> None:
+        conn, id_ = self._watch_conn or self._conn, self._crawl
+        rows = await conn.fetch("SELECT key, value FROM meta WHERE crawl = $1", id_)
+        self._meta = {r["key"]: orjson.loads(r["value"]) for r in rows}
+        fingerprint = await conn.fetchval(
+            "SELECT fingerprint FROM crawl WHERE id = $1", self._crawl
+        )
+        self._meta["fingerprint"] = orjson.loads(fingerprint)
+        if self.worker is not None:
+            # Owners without a lock at our start are gone (a live worker holds its lock from
+            # before its row is visible): their leases are free now, not after a grace.
+            await self._free_leases(
+                conn, [r["owner"] for r in await conn.fetch(_LOCKLESS_OWNERS, self._crawl)]
+            )
+        await self._refresh(conn)
+
+    async def _refresh(self, conn: Any) -> None:
+        """The crawl's counts and whether any task is claimable or leased elsewhere."""
+        rows = await conn.fetch(
+            "SELECT t.op, t.state, sum(t.n)::bigint AS n FROM tally t JOIN worker w "
+            "ON w.id = t.worker WHERE w.crawl = $1 GROUP BY t.op, t.state",
+            self._crawl,
+        )
+        written = await conn.fetch(
+            "SELECT s.stream, sum(s.n)::bigint AS n FROM written s JOIN worker w "
+            "ON w.id = s.worker WHERE w.crawl = $1 GROUP BY s.stream",
+            self._crawl,
+        )
+        pending = await conn.fetch(
+            "SELECT op, count(*) FILTER (WHERE owner IS NULL) AS free, "
+            "count(*) FILTER (WHERE owner IS DISTINCT FROM $2) AS elsewhere "
+            "FROM task WHERE crawl = $1 AND state = 0 GROUP BY op",
+            self._crawl,
+            self.worker,
+        )
+        self._counts = Counter({(Op(r["op"]), State(r["state"])): r["n"] for r in rows})
+        self._written = Counter({STREAMS[r["stream"]]: r["n"] for r in written})
+        free = {Op(r["op"]): r["free"] > 0 for r in pending}
+        for op in Op:
+            self._free[op] = self._free[op] or free.get(op, False)
+        self._others_pending = any(r["elsewhere"] - r["free"] > 0 for r in pending)
+
+    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+        """Poll the shared frontier (and free dead workers' leases) until closed; tell
+        ``on_change`` when work may have appeared or others finished, or the error that
+        ended the polling."""
+        self._on_change = on_change
+        if self._poller is None and self._watch_conn is not None:
+            self._poller = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        pace = AsyncLimiter(POLLS_PER_S, 1.0)
+        nudged = asyncio.Event()
+        crawl = str(self._crawl)
+
+        def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            if payload == crawl:
+                nudged.set()
+
+        try:
+            await self._watch_conn.add_listener(CHANNEL, notified)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(nudged.wait(), POLL_S)
+                nudged.clear()
+                async with pace:
+                    before = (dict(self._free), self.busy_elsewhere())
+                    generation = self._commit_gen
+                    await self._recover()
+                    await self._refresh(self._watch_conn)
+                    self._polled_gen = generation
+                    if (dict(self._free), self.busy_elsewhere()) != before:
+                        self._changed(None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._changed(
+                CrawlerError(
+                    f"store.dsn {self._redacted}: lost the database ({_reason(exc)}); "
+                    "rerun to resume: nothing committed is lost"
+                )
+            )
+
+    def _changed(self, error: BaseException | None) -> None:
+        if self._on_change is not None:
+            self._on_change(error)
+
+    async def _recover(self) -> None:
+        """Free the leases of owners whose lock has been gone for GRACE_S."""
+        conn = self._watch_conn
+        now = time.monotonic()
+        owners = {r["owner"] for r in await conn.fetch(_LOCKLESS_OWNERS, self._crawl)}
+        owners.discard(self.worker)
+        self._lockless_since = {o: self._lockless_since.get(o, now) for o in owners}
+        dead = [o for o, since in self._lockless_since.items() if now - since >= GRACE_S]
+        await self._free_leases(conn, dead)
+        for owner in dead:
+            self._lockless_since.pop(owner, None)
+
+    async def _free_leases(self, conn: Any, owners: list[int]) -> None:
+        """The leases of dead owners go back to the pool (re-checking that their locks are
+        still free, in the same statement)."""
+        if not owners:
+            return
+        freed = await conn.execute(
+            "UPDATE task SET owner = NULL WHERE crawl = $1 AND state = 0 AND owner = ANY($2) "
+            f"AND NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'advisory' "
+            f"AND l.granted AND l.classid = {LOCK_NAMESPACE} AND l.objid = task.owner "
+            "AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database()))",
+            self._crawl,
+            owners,
+        )
+        await conn.execute(
+            "UPDATE worker SET ended_at = $2 WHERE id = ANY($1) AND ended_at IS NULL",
+            owners,
+            time.time(),
+        )
+        if freed != "UPDATE 0":
+            self._free = dict.fromkeys(Op, True)
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._poller
+            self._poller = None
+        if self.worker is not None:
+            # A clean exit hands its leases back at once (a killed one: after GRACE_S).
+            with contextlib.suppress(Exception):
+                async with self._lock:
+                    await self._conn.execute(
+                        "UPDATE task SET owner = NULL WHERE crawl = $1 AND owner = $2 "
+                        "AND state = 0",
+                        self._crawl,
+                        self.worker,
+                    )
+        for conn in (self._watch_conn, self._conn):
+            if conn is None:
+                continue
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except Exception:  # a dead server: the session ends with the socket anyway
+                conn.terminate()
+
+    # ---------------------------------------------------------------- reading
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return self._meta
+
+    def counts(self) -> Counter[tuple[Op, State]]:
+        return self._counts
+
+    def written(self) -> Counter[str]:
+        return self._written
+
+    def claimable(self, op: Op) -> bool:
+        return self._free[op]
+
+    def busy_elsewhere(self) -> bool:
+        """Other workers hold leases (their outcomes may still add work), or no poll has
+        looked since this worker's last commit."""
+        return self._others_pending or self._polled_gen < self._commit_gen
+
+    async def claim(self, op: Op, limit: int) -> list[Task]:
+        if not self._free[op] or limit <= 0:
+            return []
+        async with self._lock:
+            rows = await self._claim(op, limit, self._after[op])
+            if len(rows) < limit and self._after[op]:
+                # Tasks freed by a recovery, or skipped while locked, lie behind the cursor.
+                rows += await self._claim(op, limit - len(rows), 0)
+        if len(rows) < limit:
+            self._free[op] = False
+        if rows:
+            self._after[op] = max(self._after[op], max(r["id"] for r in rows))
+        return sorted((Task(r["id"], op, r["key"]) for r in rows), key=lambda t: t.seq)
+
+    async def _claim(self, op: Op, limit: int, after: int) -> list[Any]:
+        return list(
+            await self._conn.fetch(
+                "UPDATE task SET owner = $1 WHERE id IN (SELECT id FROM task WHERE crawl = $2 "
+                "AND op = $3 AND state = 0 AND owner IS NULL AND id > $4 ORDER BY id "
+                "LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id, key",
+                self.worker,
+                self._crawl,
+                int(op),
+                after,
+                limit,
+            )
+        )
+
+    async def states(self, keys: Iterable[tuple[Op, str]]) -> dict[tuple[Op, str], State]:
+        wanted: defaultdict[Op, list[str]] = defaultdict(list)
+        for op, key in keys:
+            wanted[op].append(key)
+        found: dict[tuple[Op, str], State] = {}
+        for op, op_keys in wanted.items():
+            rows = await self._fetch(
+                "SELECT key, state FROM task WHERE crawl = $1 AND op = $2 AND key = ANY($3)",
+                self._crawl,
+                int(op),
+                op_keys,
+            )
+            found.update(((op, r["key"]), State(r["state"])) for r in rows)
+        return found
+
+    async def failures(self, limit: int = 20) -> list[tuple[Op, str, str]]:
+        rows = await self._fetch(
+            "SELECT op, key, reason FROM failure WHERE crawl = $1 ORDER BY at LIMIT $2",
+            self._crawl,
+            limit,
+        )
+        return [(Op(r["op"]), r["key"], r["reason"]) for r in rows]
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Every worker of the crawl, newest first, and whether its lock says it is alive."""
+        rows = await self._fetch(
+            f"SELECT w.id, w.host, w.pid, w.started_at, w.units_done, {_LIVE} AS live "
+            "FROM worker w WHERE w.crawl = $1 ORDER BY w.id DESC",
+            self._crawl,
+        )
+        return [dict(r) for r in rows]
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self._lock:
+            return list(await self._conn.fetch(sql, *args))
+
+    async def stream_files(self, scratch: Path) -> dict[str, tuple[Path, int]]:
+        """The records, in commit order, written out as the JSON-lines files."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        files: dict[str, tuple[Path, int]] = {}
+        async with self._lock, self._conn.transaction(isolation="repeatable_read"):
+            for stream, sid in _STREAM_IDS.items():
+                path = scratch / stream_file(stream)
+                length = 0
+                with path.open("wb") as f:
+                    async for row in self._conn.cursor(
+                        "SELECT body FROM record WHERE crawl = $1 AND stream = $2 "
+                        "ORDER BY seq, pos",
+                        self._crawl,
+                        sid,
+                        prefetch=5000,
+                    ):
+                        body = row["body"]
+                        f.write(body)
+                        f.write(b"\n")
+                        length += len(body) + 1
+                if length:
+                    files[stream] = (path, length)
+                else:
+                    path.unlink()
+        return files
+
+    async def fetched_at(self, op: Op) -> AsyncIterator[list[tuple[str, float]]]:
+        async with self._lock, self._conn.transaction():
+            chunk: list[tuple[str, float]] = []
+            async for row in self._conn.cursor(
+                "SELECT key, at FROM task WHERE crawl = $1 AND op = $2 AND state = $3 "
+                "AND at IS NOT NULL",
+                self._crawl,
+                int(op),
+                int(State.DONE),
+                prefetch=10_000,
+            ):
+                chunk.append((row["key"], row["at"]))
+                if len(chunk) >= 50_000:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+    def cost(self) -> StoreCost:
+        return StoreCost(
+            self._commits, self._commit_seconds, self._cpu, {"postgres_client": self._cpu}
+        )
+
+    # ---------------------------------------------------------------- runs
+
+    async def begin_run(self) -> int:
+        async with self._lock:
+            self._run_id = await self._conn.fetchval(
+                "INSERT INTO run(crawl, worker, started) VALUES ($1, $2, $3) RETURNING id",
+                self._crawl,
+                self.worker,
+                time.time(),
+            )
+        return self._run_id
+
+    async def end_run(self, exit_code: int, message: str) -> None:
+        last = {"exit_code": exit_code, "message": message, "ended": time.time()}
+        async with self._lock, self._conn.transaction():
+            await self._write_samples()
+            if self._run_id is not None:
+                await self._conn.execute(
+                    "UPDATE run SET ended = $1, exit_code = $2, message = $3 WHERE id = $4",
+                    last["ended"],
+                    exit_code,
+                    message,
+                    self._run_id,
+                )
+            await self._write_meta({"last_run": last})
+            await self._conn.execute(
+                "UPDATE worker SET ended_at = $2 WHERE id = $1", self.worker, last["ended"]
+            )
+
+    def record_sample(self, sample: Sample) -> None:
+        self._samples.append(dataclasses.replace(sample, worker=str(self.worker)))
+
+    async def samples(self) -> list[Sample]:
+        rows = await self._fetch(
+            "SELECT data FROM sample WHERE crawl = $1 ORDER BY at, id", self._crawl
+        )
+        return [_decode_sample(r["data"]) for r in rows]
+
+    async def runs(self) -> list[Run]:
+        rows = await self._fetch(
+            "SELECT id, started, ended, exit_code, worker FROM run WHERE crawl = $1 ORDER BY id",
+            self._crawl,
+        )
+        return [
+            Run(r["id"], r["started"], r["ended"], r["exit_code"], str(r["worker"])) for r in rows
+        ]
+
+    async def _write_samples(self) -> None:
+        if not self._samples:
+            return
+        samples, self._samples = self._samples, []
+        await self._conn.executemany(
+            "INSERT INTO sample(crawl, run, at, data) VALUES ($1, $2, $3, $4)",
+            [(self._crawl, s.run, s.at, msgspec.json.encode(s)) for s in samples],
+        )
+        before = self._samples_written // THIN_EVERY
+        self._samples_written += len(samples)
+        if self._samples_written // THIN_EVERY != before:
+            now = samples[-1].at
+            for age, every in THIN_AFTER:
+                await self._conn.execute(_THIN, self._crawl, now - age, every)
+
+    # ---------------------------------------------------------------- writing
+
+    async def reset_failed(self) -> int:
+        async with self._lock, self._conn.transaction():
+            rows = await self._conn.fetch(
+                "UPDATE task SET state = 0, owner = NULL, at = NULL "
+                "WHERE crawl = $1 AND state = $2 RETURNING op",
+                self._crawl,
+                int(State.FAILED),
+            )
+            moved = Counter(Op(r["op"]) for r in rows)
+            delta: Counter[tuple[Op, State]] = Counter()
+            for op, n in moved.items():
+                delta[(op, State.FAILED)] -= n
+                delta[(op, State.PENDING)] += n
+            await self._conn.execute("DELETE FROM failure WHERE crawl = $1", self._crawl)
+            await self._write_tally(delta)
+        self._counts.update(delta)
+        if rows:
+            self._free = dict.fromkeys(Op, True)
+        return len(rows)
+
+    async def commit(
+        self, group: CommitGroup, on_new: Callable[[list[Task]], None] | None = None
+    ) -> list[Task]:
+        import asyncpg
+
+        started, cpu = time.perf_counter(), time.thread_time()
+        async with self._lock:
+            for attempt in range(DEADLOCK_RETRIES + 1):
+                delta: Counter[tuple[Op, State]] = Counter()
+                written: Counter[str] = Counter()
+                try:
+                    async with self._conn.transaction():
+                        leased = await self._apply(group, time.time(), delta, written)
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # The lock order makes these unexpected, not impossible: the group is
+                    # unchanged, so it is simply applied again.
+                    if attempt == DEADLOCK_RETRIES:
+                        raise
+                except _connection_errors() as exc:
+                    raise CrawlerError(
+                        f"store.dsn {self._redacted}: lost the database while committing "
+                        f"({_reason(exc)}); rerun to resume: nothing committed is lost"
+                    ) from None
+        self._commit_gen += 1
+        if on_new is not None:
+            on_new(leased)
+        self._counts.update(delta)
+        self._written.update(written)
+        self._commits += 1
+        self._commit_seconds += time.perf_counter() - started
+        self._cpu += time.thread_time() - cpu
+        return leased
+
+    async def _apply(
+        self, group: CommitGroup, now: float, delta: Counter, written: Counter
+    ) -> list[Task]:
+        """The commit's statements, inside its transaction; ``delta`` and ``written`` get
+        what memory learns once it has committed."""
+        # Inserts first: a unique-index check waits for a transaction updating a row of the
+        # same key, so settling first (updating our rows) and then inserting keys another
+        # worker is settling would let two commits wait for each other. Inserts come in one
+        # global (op, key) order, and the settle touches only this worker's rows.
+        new, records = await self._insert(group, now, delta)
+        await self._settle(group, now, delta)
+        leased = await self._lease(new, group.lease)
+        records.extend(group.records)
+        await self._write_records(records, written)
+        await self._write_failures(group, now)
+        await self._write_tally(delta)
+        units = sum(len(tasks) for tasks in group.settled.values())
+        await self._conn.execute(
+            "UPDATE worker SET units_done = units_done + $2 WHERE id = $1", self.worker, units
+        )
+        if group.meta:
+            await self._write_meta(group.meta)
+        await self._write_samples()
+        # Delivered at COMMIT: the other workers look now for the work freed or settled.
+        await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(self._crawl))
+        return leased
+
+    async def _settle(self, group: CommitGroup, now: float, delta: Counter) -> None:
+        """The fence: every finished task must still be leased to this worker."""
+        ids: list[int] = []
+        states: list[int] = []
+        for state, tasks in group.settled.items():
+            for task in tasks:
+                ids.append(task.seq)
+                states.append(int(state))
+                delta[(task.op, State.PENDING)] -= 1
+                delta[(task.op, state)] += 1
+        if not ids:
+            return
+        done = int(State.DONE)
+        result = await self._conn.execute(
+            "UPDATE task SET state = u.state, owner = NULL, "
+            "at = CASE WHEN u.state = $4 THEN $3::double precision END "
+            "FROM unnest($1::bigint[], $2::smallint[]) AS u(id, state) "
+            "WHERE task.id = u.id AND task.owner = $5 AND task.state = 0",
+            ids,
+            states,
+            now,
+            done,
+            self.worker,
+        )
+        if int(result.split()[-1]) != len(ids):
+            raise LeaseLost(
+                f"crawl {self.name!r}: this process's leases were taken over (it was presumed "
+                "dead); rerun to resume: nothing committed is lost"
+            )
+
+    async def _insert(
+        self, group: CommitGroup, now: float, delta: Counter
+    ) -> tuple[list[tuple[int, Op, str]], list[tuple[str, Any]]]:
+        """New tasks, one statement per op in op order and keys sorted within it, so that
+        concurrent commits take the unique index's locks in one global order and cannot
+        deadlock; tasks born finished (their lines written only where new) go in with the
+        candidates of their op, which win where both name a key, as in the SQLite store."""
+        fresh = dict(group.fresh)
+        artists = fresh.get(Op.ARTIST)
+        if artists and group.artist_budget is not None:
+            fresh[Op.ARTIST] = await self._within_budget(artists, group.artist_budget)
+        new: list[tuple[int, Op, str]] = []
+        records: list[tuple[str, Any]] = []
+        features = group.features_from_tracks
+        for op in sorted(fresh.keys() | group.born_done.keys()):
+            states = dict.fromkeys(fresh.get(op, ()), State.PENDING)
+            born = group.born_done.get(op, {})
+            states.update((k, State.DONE) for k in born if k not in states)
+            rows = await self._insert_keys(op, states, now)
+            created = {k for _, k in rows}
+            records.extend(
+                line for k, line in born.items() if k in created and states[k] is State.DONE
+            )
+            for _, key in rows:
+                delta[(op, states[key])] += 1
+            new.extend((i, op, k) for i, k in rows if states[k] is State.PENDING)
+            if op is Op.TRACK and features:
+                new.extend(await self._features(rows, delta))
+        return new, records
+
+    async def _features(self, tracks: Sequence[tuple[int, str]], delta: Counter) -> list:
+        keys = dict.fromkeys((k for _, k in tracks), State.PENDING)
+        rows = await self._insert_keys(Op.FEATURES, keys, 0.0)
+        delta[(Op.FEATURES, State.PENDING)] += len(rows)
+        return [(i, Op.FEATURES, k) for i, k in rows]
+
+    async def _insert_keys(
+        self, op: Op, states: Mapping[str, State], now: float
+    ) -> list[tuple[int, str]]:
+        """Insert the keys not known yet (a task born done gets ``now`` as its time)."""
+        if not states:
+            return []
+        rows = await self._conn.fetch(
+            "INSERT INTO task(crawl, op, key, state, at) "
+            "SELECT $1, $2, k, s, CASE WHEN s = 0 THEN NULL ELSE $3::double precision END "
+            "FROM unnest($4::text[], $5::smallint[]) AS u(k, s) ORDER BY k "
+            "ON CONFLICT (crawl, op, key) DO NOTHING RETURNING id, key",
+            self._crawl,
+            int(op),
+            now,
+            list(states),
+            [int(v) for v in states.values()],
+        )
+        return sorted((r["id"], r["key"]) for r in rows)
+
+    async def _within_budget(self, keys: list[str], budget: int) -> list[str]:
+        """The artist budget, exact across workers: the crawl row serializes the commits that
+        admit artists, and the budget is corrected by the artists other workers admitted
+        since this worker last read the counts."""
+        conn = self._conn
+        await conn.execute("SELECT 1 FROM crawl WHERE id = $1 FOR UPDATE", self._crawl)
+        total = await conn.fetchval(
+            "SELECT count(*) FROM task WHERE crawl = $1 AND op = $2", self._crawl, int(Op.ARTIST)
+        )
+        known = sum(self._counts[(Op.ARTIST, s)] for s in State)
+        stored = {
+            r["key"]
+            for r in await conn.fetch(
+                "SELECT key FROM task WHERE crawl = $1 AND op = $2 AND key = ANY($3)",
+                self._crawl,
+                int(Op.ARTIST),
+                keys,
+            )
+        }
+        return within_budget(keys, stored, budget - (total - known))
+
+    async def _lease(self, new: list[tuple[int, Op, str]], lease: Mapping[Op, int]) -> list[Task]:
+        """Take the new tasks the caller has room for; the rest stay free for anyone."""
+        by_op: defaultdict[Op, list[tuple[int, Op, str]]] = defaultdict(list)
+        for row in new:
+            by_op[row[1]].append(row)
+        leased: list[Task] = []
+        for op, rows in by_op.items():
+            if self._free[op]:
+                continue  # older tasks wait to be claimed: new ones queue behind them
+            rows.sort()
+            room = max(0, lease.get(op, 0))
+            if len(rows) > room:
+                self._free[op] = True
+            leased.extend(Task(i, o, k) for i, o, k in rows[:room])
+        if leased:
+            await self._conn.execute(
+                "UPDATE task SET owner = $1 WHERE id = ANY($2::bigint[])",
+                self.worker,
+                [t.seq for t in leased],
+            )
+        return leased
+
+    async def _write_records(self, records: list[tuple[str, Any]], written: Counter) -> None:
+        if not records:
+            return
+        by_stream: defaultdict[str, list[bytes]] = defaultdict(list)
+        for stream, line in records:
+            by_stream[stream].append(bytes(line))
+        seq = await self._conn.fetchval("SELECT nextval('commit_seq')")
+        for stream, bodies in by_stream.items():
+            await self._conn.execute(
+                "INSERT INTO record(crawl, stream, seq, pos, body) "
+                "SELECT $1, $2, $3, p, b FROM unnest($4::bytea[]) WITH ORDINALITY AS u(b, p)",
+                self._crawl,
+                _STREAM_IDS[stream],
+                seq,
+                bodies,
+            )
+        await self._conn.executemany(
+            "INSERT INTO written(worker, stream, n) VALUES ($1, $2, $3) "
+            "ON CONFLICT (worker, stream) DO UPDATE SET n = written.n + excluded.n",
+            [(self.worker, _STREAM_IDS[s], len(b)) for s, b in by_stream.items()],
+        )
+        written.update({s: len(b) for s, b in by_stream.items()})
+
+    async def _write_failures(self, group: CommitGroup, now: float) -> None:
+        if group.failures:
+            await self._conn.executemany(
+                "INSERT INTO failure(crawl, op, key, reason, at) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (crawl, op, key) DO UPDATE SET reason = excluded.reason, "
+                "at = excluded.at",
+                [(self._crawl, int(t.op), t.key, r, now) for t, r in group.failures],
+            )
+
+    async def _write_tally(self, delta: Counter[tuple[Op, State]]) -> None:
+        rows = [(self.worker, int(op), int(s), n) for (op, s), n in delta.items() if n]
+        if rows:
+            await self._conn.executemany(
+                "INSERT INTO tally(worker, op, state, n) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (worker, op, state) DO UPDATE SET n = tally.n + excluded.n",
+                rows,
+            )
+
+    async def _write_meta(self, values: Mapping[str, Any]) -> None:
+        self._meta.update(values)
+        await self._conn.executemany(
+            "INSERT INTO meta(crawl, key, value) VALUES ($1, $2, $3) "
+            "ON CONFLICT (crawl, key) DO UPDATE SET value = excluded.value",
+            [(self._crawl, k, orjson.dumps(v).decode()) for k, v in values.items()],
+        )
+
+
+async def _prepare(
+    conn: Any,
+    redacted: str,
+    name: str,
+    fingerprint: Mapping[str, Any] | None,
+    fresh: bool,
+    readonly: bool,
+) -> int:
+    """The schema (created once, under a lock, by whichever process comes first) and the
+    crawl's row; a crawl of other settings is refused by the keys that differ."""
+    import asyncpg
+
+    try:
+        if not readonly:
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, SCHEMA_LOCK
+                )
+                await conn.execute(_SCHEMA)
+                version = await conn.fetchval(
+                    "INSERT INTO store_meta(key, value) VALUES ('schema_version', $1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = store_meta.value RETURNING value",
+                    str(SCHEMA_VERSION),
+                )
+                if version != str(SCHEMA_VERSION):
+                    raise CheckpointError(
+                        f"store.dsn {redacted}: the database holds store schema {version}, "
+                        f"not {SCHEMA_VERSION}: use a newer spotify-crawler"
+                    )
+                if fresh:
+                    await _wipe(conn, name)
+                await conn.execute(
+                    "INSERT INTO crawl(name, fingerprint) VALUES ($1, $2) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    name,
+                    orjson.dumps(fingerprint).decode(),
+                )
+        row = await conn.fetchrow("SELECT id, fingerprint FROM crawl WHERE name = $1", name)
+    except asyncpg.UndefinedTableError:
+        row = None
+    except asyncpg.PostgresError as exc:  # a role without rights, a read-only server, …
+        raise CheckpointError(
+            f"store.dsn {redacted}: cannot set up the crawl's tables: {_reason(exc)}"
+        ) from None
+    if row is None:
+        raise CheckpointError(f"store.dsn {redacted}: no crawl named {name!r} in this database")
+    if fingerprint is not None:
+        changed = changed_keys(orjson.loads(row["fingerprint"]), fingerprint)
+        if changed:
+            raise CheckpointError(
+                f"crawl {name!r} in {redacted} was made with different settings "
+                f"({', '.join(changed)}); restore them to continue that crawl, or rerun with "
+                "--fresh to start afresh"
+            )
+    return row["id"]
+
+
+async def _wipe(conn: Any, name: str) -> None:
+    """``--fresh``: the crawl's rows go, unless a live worker still crawls it."""
+    live = await conn.fetchval(
+        f"SELECT count(*) FROM worker w JOIN crawl c ON c.id = w.crawl WHERE c.name = $1 "
+        f"AND {_LIVE}",
+        name,
+    )
+    if live:
+        raise CheckpointError(
+            f"crawl {name!r} is being crawled by {live} running process(es): stop them before "
+            "--fresh"
+        )
+    await conn.execute("DELETE FROM crawl WHERE name = $1", name)
