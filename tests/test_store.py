@@ -268,6 +268,7 @@ async def test_a_second_open_is_refused_while_the_first_runs(tmp_path: Path) -> 
     await first.close()
     second = await open_store()
     assert pending(second.counts()) == 1
+    await second.close()
 
 
 async def test_uncommitted_tail_is_truncated_and_state_survives(tmp_path: Path) -> None:
