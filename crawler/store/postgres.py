@@ -57,7 +57,7 @@ SCHEMA_VERSION = 1
 LOCK_NAMESPACE = 0x53435257
 SCHEMA_LOCK = 0
 POLL_S = 1.0  # how often a worker looks at the shared frontier when nobody notifies it
-POLLS_PER_S = 5  # at most this often, however many notifications arrive
+POLLS_PER_S = 2  # at most this often, however many notifications arrive
 DEADLOCK_RETRIES = 5
 CHANNEL = "spotify_crawler_work"  # NOTIFY: a commit freed work or settled some
 GRACE_S = 2.0  # how long an owner's lock must be gone before its leases are freed
@@ -138,21 +138,17 @@ CREATE TABLE IF NOT EXISTS sample(
 );
 """
 
-# Whose leases may be freed: owners of pending leased tasks whose advisory lock nobody holds.
-_LOCKLESS_OWNERS = f"""
-SELECT DISTINCT t.owner FROM task t
- WHERE t.crawl = $1 AND t.state = 0 AND t.owner IS NOT NULL
-   AND NOT EXISTS (SELECT FROM pg_locks l
-                    WHERE l.locktype = 'advisory' AND l.granted
-                      AND l.database = (SELECT oid FROM pg_database
-                                         WHERE datname = current_database())
-                      AND l.classid = {LOCK_NAMESPACE} AND l.objid = t.owner
-                      AND l.objsubid = 2)
-"""
+# A worker is alive while its session holds its advisory lock (SIGKILL ends both at once).
 _LIVE = f"""EXISTS (SELECT FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND l.classid = {LOCK_NAMESPACE} AND l.objid = w.id AND l.objsubid = 2)"""
+# Whose leases may be freed: workers of the crawl that have not ended and whose lock nobody
+# holds (a few rows: the worker table, not the tasks).
+_LOCKLESS_OWNERS = f"""
+SELECT w.id AS owner FROM worker w
+ WHERE w.crawl = $1 AND w.ended_at IS NULL AND NOT {_LIVE}
+"""
 
 
 # As in the SQLite store: older samples thinned to one per bucket, each run's first and last kept.
@@ -412,13 +408,17 @@ class PostgresStore:
             self._poller = None
         if self.worker is not None:
             # A clean exit hands its leases back at once (a killed one: after GRACE_S).
+            # If this fails the worker stays "not ended", and recovery frees its leases.
             with contextlib.suppress(Exception):
-                async with self._lock:
+                async with self._lock, self._conn.transaction():
                     await self._conn.execute(
                         "UPDATE task SET owner = NULL WHERE crawl = $1 AND owner = $2 "
                         "AND state = 0",
                         self._crawl,
                         self.worker,
+                    )
+                    await self._conn.execute(
+                        "UPDATE worker SET ended_at = $2 WHERE id = $1", self.worker, time.time()
                     )
         for conn in (self._watch_conn, self._conn):
             if conn is None:
@@ -586,9 +586,6 @@ class PostgresStore:
                     self._run_id,
                 )
             await self._write_meta({"last_run": last})
-            await self._conn.execute(
-                "UPDATE worker SET ended_at = $2 WHERE id = $1", self.worker, last["ended"]
-            )
 
     def record_sample(self, sample: Sample) -> None:
         self._samples.append(dataclasses.replace(sample, worker=str(self.worker)))
