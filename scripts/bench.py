@@ -497,6 +497,21 @@ def _rate_metrics(run: Run, poller: StatsPoller, accounts: int) -> dict[str, flo
     }
 
 
+# The rate-limit reports' columns after the first (what the crawler was told).
+_RATE_COLUMNS = (
+    "correct",
+    "wall s",
+    "accepted",
+    "429s",
+    "429 %",
+    "span s",
+    "req/s",
+    "% of budget",
+    "% of ideal schedule",
+    "requests per account",
+)
+
+
 def _ratelimit(bench: Bench, known: bool) -> Report:
     """Two accounts sharing the crawl, with or without the crawler knowing their budget."""
     name = "ratelimit-known" if known else "ratelimit-unknown"
@@ -562,19 +577,7 @@ def _ratelimit(bench: Bench, known: bool) -> Report:
         f"{artists} artists (seed {SEED}), 2 accounts × {RATE} req / {WINDOW_S:g} s, crawler "
         f"told {'rate = 300' if known else 'rate = 0 (unknown)'}; minimum {truth.min_calls} "
         f"calls; medians of {bench.args.runs} runs",
-        [
-            "crawler",
-            "correct",
-            "wall s",
-            "accepted",
-            "429s",
-            "429 %",
-            "span s",
-            "req/s",
-            "% of budget",
-            "% of ideal schedule",
-            "requests per account",
-        ],
+        ["crawler", *_RATE_COLUMNS],
         rows,
         checks,
         runs,
@@ -739,7 +742,9 @@ def _one_crawl_many_processes(
     else:
         exported = subprocess.run(
             [
-                *crawler_argv(config)[:-3],
+                sys.executable,
+                "-m",
+                "crawler",
                 "export",
                 "-c",
                 str(config),
@@ -849,22 +854,12 @@ def workers(bench: Bench) -> Report:
 def ratelimit_shared(bench: Bench) -> Report:
     """Four crawler processes on the same two accounts: one budget per account among them.
 
-    Until the PostgreSQL store exists, each process crawls the whole catalog with its own
-    SQLite checkpoint and shares only the accounts' budgets (SPOTIFY_CRAWLER_BUDGET_DSN), so
+    Each process crawls the whole catalog with its own SQLite checkpoint and shares only the
+    accounts' budgets (SPOTIFY_CRAWLER_BUDGET_DSN), so
     the processes together send four crawls' requests into the two accounts' windows.
     """
-    import os
-
     processes = 4
-    admin_dsn = (
-        os.environ.get("SPOTIFY_CRAWLER_BENCH_DSN")
-        or subprocess.run(
-            ["bash", str(Path(__file__).parent / "postgres.sh"), "dsn"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    admin_dsn = _bench_dsn()
     artists = max(1, bench.pick(RATELIMIT_ARTISTS) // processes)
     truth = ground_truth(artists, SEED)
     clients = tuple(SimClient(*a) for a in ACCOUNTS)
@@ -928,25 +923,13 @@ def ratelimit_shared(bench: Bench) -> Report:
         f"{processes} processes, each crawling {artists} artists (seed {SEED}, minimum "
         f"{truth.min_calls} calls each) with its own SQLite checkpoint, sharing 2 accounts × "
         f"{RATE} req / {WINDOW_S:g} s through PostgreSQL; medians of {bench.args.runs} runs",
-        [
-            "crawler told",
-            "correct",
-            "wall s",
-            "accepted",
-            "429s",
-            "429 %",
-            "span s",
-            "req/s",
-            "% of budget",
-            "% of ideal schedule",
-            "requests per account",
-        ],
+        ["crawler told", *_RATE_COLUMNS],
         rows,
         checks,
         every,
         [
-            "the processes share the budget only: the PostgreSQL store was not there yet, so "
-            "each crawls the whole catalog into its own outputs (4× one crawl's requests)",
+            "the processes share the budget only (not one PostgreSQL crawl): each crawls the "
+            "whole catalog into its own outputs (4× one crawl's requests)",
             "first/last request times come from polling GET /__stats every 50 ms",
         ],
     )
