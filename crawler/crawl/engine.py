@@ -283,9 +283,9 @@ class Engine:
             and not self.store.busy_elsewhere()
         )
 
-    def _store_changed(self, error: BaseException | None) -> None:
+    def _store_changed(self, error: CrawlerError | None) -> None:
         """Other processes of a shared crawl freed or finished work (or the store failed)."""
-        if isinstance(error, CrawlerError):
+        if error is not None:
             self._stop(error)
             return
         self.committer.nudge()  # it refills the frontier, then wakes the dispatcher

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from crawler.core.errors import CrawlerError
 from crawler.core.kinds import Op, State
 from crawler.core.tasks import Line, Task
 from crawler.core.timeseries import Run, Sample
@@ -90,7 +91,7 @@ class Store(Protocol):
         so the crawl is not finished while they do."""
         ...
 
-    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+    def watch(self, on_change: Callable[[CrawlerError | None], None]) -> None:
         """Call ``on_change(None)`` when ``claimable`` or ``busy_elsewhere`` may have changed
         because of other processes, or ``on_change(error)`` when the store can no longer
         tell. A single-process store never calls it."""

@@ -177,7 +177,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-async def connect(dsn: str, redacted: str, *, purpose: str = "open the store") -> Any:
+async def connect(dsn: str, redacted: str) -> Any:
     """One connection, or one line naming the server (never the password) and the cause."""
     import asyncpg
 
@@ -194,12 +194,14 @@ async def connect(dsn: str, redacted: str, *, purpose: str = "open the store") -
             },
         )
     except (*_connection_errors(), TimeoutError, asyncpg.PostgresError) as exc:
-        raise CheckpointError(f"store.dsn {redacted}: cannot {purpose}: {_reason(exc)}") from None
+        reason = _reason(exc)
+        raise CheckpointError(f"store.dsn {redacted}: cannot open the store: {reason}") from None
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.replace("\n", " ")
+    """The driver's message, first line only (its DETAIL and HINT lines follow)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class PostgresStore:
@@ -232,7 +234,7 @@ class PostgresStore:
         self._commit_seconds = 0.0
         self._cpu = 0.0
         self._poller: asyncio.Task[None] | None = None
-        self._on_change: Callable[[BaseException | None], None] | None = None
+        self._on_change: Callable[[CrawlerError | None], None] | None = None
         self._lockless_since: dict[int, float] = {}
 
     # ---------------------------------------------------------------- opening
@@ -321,7 +323,7 @@ class PostgresStore:
             self._free[op] = self._free[op] or free.get(op, False)
         self._others_pending = any(r["elsewhere"] - r["free"] > 0 for r in pending)
 
-    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+    def watch(self, on_change: Callable[[CrawlerError | None], None]) -> None:
         """Poll the shared frontier (and free dead workers' leases) until closed; tell
         ``on_change`` when work may have appeared or others finished, or the error that
         ended the polling."""
@@ -362,7 +364,7 @@ class PostgresStore:
                 )
             )
 
-    def _changed(self, error: BaseException | None) -> None:
+    def _changed(self, error: CrawlerError | None) -> None:
         if self._on_change is not None:
             self._on_change(error)
 

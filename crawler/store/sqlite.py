@@ -392,7 +392,7 @@ class SqliteStore:
     def busy_elsewhere(self) -> bool:
         return False  # the checkpoint lock: no other process has this crawl
 
-    def watch(self, on_change: Callable[[BaseException | None], None]) -> None:
+    def watch(self, on_change: Callable[[CrawlerError | None], None]) -> None:
         """Nothing changes behind this process's back."""
 
     async def claim(self, op: Op, limit: int) -> list[Task]:
