@@ -12,7 +12,8 @@ table of medians, then the targets it met or missed.  Scenarios:
   ratelimit-unknown  the same, the crawler has to discover it (rate = 0)
   ratelimit-shared   4 crawler processes on the same 2 accounts, sharing one budget per
                      account through PostgreSQL (rate known, then rate = 0)
-  scale              ≥ 1M tracks, no latency: throughput, CPU, peak RSS, commit cost
+  scale              ≥ 1M tracks, no latency: throughput, CPU, peak RSS, commit cost;
+                     --store postgres runs it on the PostgreSQL store beside SQLite
   resume             interrupt a crawl holding ≥ 1M tasks, time the restart to its first request
 
     python scripts/bench.py --scenario latency --runs 3 --json bench.json
@@ -78,6 +79,7 @@ WORKERS_LATENCY_MS = 200
 WORKERS_ARTISTS = (1000, 200)
 RATELIMIT_ARTISTS = (400, 200)  # (full, --quick): ≥ 3,000 and ≥ 1,500 API calls
 SCALE_ARTISTS = (6500, 1000)  # 6,500 artists → 1,037,374 tracks from the first artist
+ON_POSTGRES = "ours, PostgreSQL store"  # the scale scenario's --store postgres variant
 RESUME_TASKS = (1_000_000, 100_000)
 RATE, WINDOW_S = 300, 30.0
 # Where the simulator imposes no limit, the crawler is told a budget that never binds (the
@@ -192,12 +194,15 @@ class Bench:
         credentials: Sequence[Credential],
         api: dict[str, Any] | None = None,
         output: dict[str, bool] | None = None,
+        store: dict[str, str] | None = None,
     ) -> list[str]:
         if crawler in PEER_SCRIPTS:
             return peer_argv(PEER_SCRIPTS[crawler], sim.url, out, truth.seeds)
         config = out.with_suffix(".toml")
         config.write_text(
-            crawler_config(sim.url, truth.seeds, out, credentials, api=api, output=output)
+            crawler_config(
+                sim.url, truth.seeds, out, credentials, api=api, output=output, store=store
+            )
         )
         return crawler_argv(config)
 
@@ -215,9 +220,12 @@ class Bench:
         check: bool = True,
         api: dict[str, Any] | None = None,
         output: dict[str, bool] | None = None,
+        store: dict[str, str] | None = None,
     ) -> tuple[Run, Proc, StatsPoller | None]:
+        """One crawl, measured and checked; a PostgreSQL crawl's output is checked as
+        ``export --format jsonl`` writes it (its records live in the database)."""
         out = out or self.out_dir(crawler)
-        argv = self.argv(crawler, sim, truth, out, credentials, api, output)
+        argv = self.argv(crawler, sim, truth, out, credentials, api, output, store)
         sim.reset()
         sim_cpu, (busy, steal) = sim.cpu_s(), busy_cpu_s()
         poller = StatsPoller(sim, poll_s) if poll_s else None
@@ -231,6 +239,8 @@ class Bench:
             verdict = Verdict(False, {}, [])
         elif proc.returncode != 0:
             verdict = Verdict(False, {}, [f"exit status {proc.returncode}: {proc.stderr_tail}"])
+        elif store and store.get("backend") == "postgres":
+            verdict = _verify_export(out.with_suffix(".toml"), out, truth)
         else:
             verdict = verify(out, truth)
         run = Run(
@@ -714,6 +724,18 @@ def _bench_dsn() -> str:
     )
 
 
+def _verify_export(config: Path, out: Path, truth: Truth) -> Verdict:
+    """A PostgreSQL crawl's records against the ground truth, as ``export --format jsonl``
+    writes them into ``out/export``: the files a SQLite crawl would have written."""
+    argv = [sys.executable, "-m", "crawler", "export", "-c", str(config), "--format", "jsonl"]
+    exported = subprocess.run(
+        [*argv, "--to", str(out / "export")], capture_output=True, text=True, check=False
+    )
+    if exported.returncode != 0:
+        return Verdict(False, {}, [f"export failed: {exported.stderr.strip()}"])
+    return verify(out / "export", truth)
+
+
 def _one_crawl_many_processes(
     bench: Bench, sim: Sim, truth: Truth, processes: int, dsn: str, tag: str
 ) -> Run:
@@ -740,28 +762,7 @@ def _one_crawl_many_processes(
             False, {}, [f"exit status {p.returncode}: {p.stderr_tail}" for p in failed]
         )
     else:
-        exported = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "crawler",
-                "export",
-                "-c",
-                str(config),
-                "--format",
-                "jsonl",
-                "--to",
-                str(out / "export"),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        verdict = (
-            verify(out / "export", truth)
-            if exported.returncode == 0
-            else Verdict(False, {}, [f"export failed: {exported.stderr.strip()}"])
-        )
+        verdict = _verify_export(config, out, truth)
     for problem in verdict.problems:
         print(f"  FAIL {tag}: {problem}", file=sys.stderr)
     run = Run(
@@ -940,7 +941,9 @@ def scale(bench: Bench) -> Report:
 
     ``--edge-streams both`` runs each round twice, with the relationship streams on (the
     shipped default) and off, alternating which goes first: what the edges cost, measured
-    in the same run rather than against figures of another day.
+    in the same run rather than against figures of another day. ``--store postgres`` adds
+    the same crawl on the PostgreSQL store (one process, a fresh database each round) to
+    each round, so the two backends are compared on the same machine at the same time.
     """
     artists = bench.pick(SCALE_ARTISTS)
     bench.log(f"scale: computing the ground truth of {artists} artists …")
@@ -948,13 +951,21 @@ def scale(bench: Bench) -> Report:
     variants: dict[str, dict[str, bool] | None] = {"ours": None}
     if bench.args.edge_streams == "both":
         variants["ours, no edge streams"] = dict.fromkeys(EDGE_STREAMS, False)
+    on_postgres = bench.args.store == "postgres"
+    if on_postgres:
+        variants[ON_POSTGRES] = None
+        admin = _bench_dsn()
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     with Sim(SimSpec(artists, SEED)) as sim:
         for i in range(bench.args.runs):
             names = list(variants)
             for name in names[i % 2 :] + names[: i % 2]:
-                # The entity files are checked; the edges are the chaos and crawl tests' job.
-                run, _, _ = bench.crawl("ours", sim, truth, timeout_s=7200, output=variants[name])
+                with _scratch_ledger(admin) if name == ON_POSTGRES else nullcontext() as dsn:
+                    store = {"backend": "postgres", "dsn": dsn, "name": "scale"} if dsn else None
+                    # The entity files are checked; the edges are the chaos and crawl tests'.
+                    run, _, _ = bench.crawl(
+                        "ours", sim, truth, timeout_s=7200, output=variants[name], store=store
+                    )
                 elapsed = float(run.stats_json.get("elapsed_s", math.nan))
                 commit = float(run.stats_json.get("commit_seconds", math.nan))
                 checkpoint_cpu = float(run.stats_json.get("checkpoint_cpu_s", math.nan))
@@ -1021,7 +1032,17 @@ def scale(bench: Bench) -> Report:
         ),
         Check("output = ground truth", _correct(ours), "PASS", good),
     ]
-    if len(runs) == 2:
+    if on_postgres:
+        pg = runs[ON_POSTGRES]
+        pg_rss = _med(pg, lambda r: r.max_rss_mb)
+        slower = _med(pg, lambda r: r.wall_s) / _med(ours, lambda r: r.wall_s)
+        pg_good = _all_ok(pg)
+        checks += [
+            Check("PostgreSQL store: wall vs SQLite's", f"{slower:.2f}×", "≤ 1.5×", slower <= 1.5),
+            Check("PostgreSQL store: peak RSS", f"{pg_rss:.0f} MB", "≤ 300 MB", pg_rss <= 300),
+            Check("PostgreSQL store: export jsonl = ground truth", _correct(pg), "PASS", pg_good),
+        ]
+    if "ours, no edge streams" in runs:
         bare = runs["ours, no edge streams"]
         for what, get in (("wall", lambda r: r.wall_s), ("CPU", lambda r: r.cpu_s)):
             more = 100 * (_med(ours, get) / _med(bare, get) - 1)
@@ -1229,6 +1250,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("on", "both"),
         default="on",
         help="scale: also crawl with the relationship streams off, to measure their cost",
+    )
+    p.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="scale: also crawl with the PostgreSQL store (scripts/postgres.sh's server, or "
+        "$SPOTIFY_CRAWLER_BENCH_DSN) and compare it with SQLite's",
     )
     p.add_argument("--workdir", help="where scratch output goes (default: the temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the crawl outputs")

@@ -77,13 +77,22 @@ CREATE TABLE IF NOT EXISTS task(
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
     op smallint NOT NULL,
-    key text NOT NULL,
+    -- Byte order: the unique index compares keys with memcmp, not the database's locale,
+    -- and it is the order (Python's, for UTF-8) in which commits insert them.
+    key text COLLATE "C" NOT NULL,
     state smallint NOT NULL DEFAULT 0,
     owner integer,
     at double precision  -- when it was committed finished (epoch s): the records' fetched_at
+) WITH (
+    -- Every task is updated once or twice: vacuum and analyze with the crawl's growth, not
+    -- only after a fifth of the table has changed.
+    autovacuum_vacuum_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.05
 );
 CREATE UNIQUE INDEX IF NOT EXISTS task_key ON task(crawl, op, key);
-CREATE INDEX IF NOT EXISTS task_pending ON task(crawl, op, id) WHERE state = 0;
+-- The claimable tasks, in claim order: claims and "is anything free?" read only these (an
+-- index of all pending tasks would make them step over every leased one).
+CREATE INDEX IF NOT EXISTS task_free ON task(crawl, op, id) WHERE state = 0 AND owner IS NULL;
 CREATE TABLE IF NOT EXISTS record(
     crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
     stream smallint NOT NULL,
@@ -110,6 +119,7 @@ CREATE TABLE IF NOT EXISTS worker(
     host text NOT NULL, pid integer NOT NULL,
     started_at double precision NOT NULL,
     units_done bigint NOT NULL DEFAULT 0,
+    leases bigint NOT NULL DEFAULT 0,  -- tasks it holds: "busy elsewhere" without a scan
     ended_at double precision
 );
 CREATE TABLE IF NOT EXISTS tally(
@@ -198,6 +208,17 @@ async def connect(dsn: str, redacted: str) -> Any:
         raise CheckpointError(f"store.dsn {redacted}: cannot open the store: {reason}") from None
 
 
+def _first_pending(keys: Sequence[str], states: Mapping[str, State], space: int) -> list[bool]:
+    """Which of ``keys`` to insert leased: the first ``space`` pending ones (a key that turns
+    out to be known already is simply not inserted, so fewer may be leased)."""
+    marks = []
+    for key in keys:
+        take = space > 0 and states[key] is State.PENDING
+        space -= take
+        marks.append(take)
+    return marks
+
+
 def _reason(exc: BaseException) -> str:
     """The driver's message, first line only (its DETAIL and HINT lines follow)."""
     text = str(exc).strip()
@@ -223,6 +244,7 @@ class PostgresStore:
         self._free: dict[Op, bool] = dict.fromkeys(Op, False)  # claimable tasks may exist
         self._after: dict[Op, int] = dict.fromkeys(Op, 0)
         self._others_pending = True
+        self._others_ended: float | None = -1.0  # the last ended_at a poll saw (-1: none yet)
         # Commits made / seen by a poll since: a poll older than the last commit may have
         # missed work that commit found already there (keys another worker holds).
         self._commit_gen = 0
@@ -309,19 +331,33 @@ class PostgresStore:
             "ON w.id = s.worker WHERE w.crawl = $1 GROUP BY s.stream",
             self._crawl,
         )
-        pending = await conn.fetch(
-            "SELECT op, count(*) FILTER (WHERE owner IS NULL) AS free, "
-            "count(*) FILTER (WHERE owner IS DISTINCT FROM $2) AS elsewhere "
-            "FROM task WHERE crawl = $1 AND state = 0 GROUP BY op",
+        others = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE ended_at IS NULL) AS live, "
+            "count(*) FILTER (WHERE ended_at IS NULL AND leases > 0) AS busy, "
+            "max(ended_at) AS ended FROM worker WHERE crawl = $1 AND id <> $2",
             self._crawl,
             self.worker,
         )
+        # Alone on the crawl, and nobody ended (handing leases back) since the last look,
+        # this worker's own bookkeeping of what is claimable is exact: nothing to read.
+        if others["live"] or others["ended"] != self._others_ended:
+            self._others_ended = others["ended"]
+            # Whether, not how many: a count would read every pending task twice a second.
+            # ORDER BY + LIMIT rather than EXISTS: the plan is then the free-task index's
+            # first live entry whatever the statistics say (EXISTS took seq scans).
+            free = await conn.fetch(
+                "SELECT o, (SELECT id FROM task WHERE crawl = $1 AND op = o AND state = 0 "
+                "AND owner IS NULL ORDER BY id LIMIT 1) IS NOT NULL FROM unnest($2::smallint[]) "
+                "AS o",
+                self._crawl,
+                [int(op) for op in Op],
+            )
+            for op, claimable in free:
+                self._free[Op(op)] = self._free[Op(op)] or claimable
+        # A worker not ended (alive, or dead and not yet recovered) may hold leases.
+        self._others_pending = others["busy"] > 0
         self._counts = Counter({(Op(r["op"]), State(r["state"])): r["n"] for r in rows})
         self._written = Counter({STREAMS[r["stream"]]: r["n"] for r in written})
-        free = {Op(r["op"]): r["free"] > 0 for r in pending}
-        for op in Op:
-            self._free[op] = self._free[op] or free.get(op, False)
-        self._others_pending = any(r["elsewhere"] - r["free"] > 0 for r in pending)
 
     def watch(self, on_change: Callable[[CrawlerError | None], None]) -> None:
         """Poll the shared frontier (and free dead workers' leases) until closed; tell
@@ -420,7 +456,9 @@ class PostgresStore:
                         self.worker,
                     )
                     await self._conn.execute(
-                        "UPDATE worker SET ended_at = $2 WHERE id = $1", self.worker, time.time()
+                        "UPDATE worker SET ended_at = $2, leases = 0 WHERE id = $1",
+                        self.worker,
+                        time.time(),
                     )
         for conn in (self._watch_conn, self._conn):
             if conn is None:
@@ -467,9 +505,11 @@ class PostgresStore:
     async def _claim(self, op: Op, limit: int, after: int) -> list[Any]:
         return list(
             await self._conn.fetch(
-                "UPDATE task SET owner = $1 WHERE id IN (SELECT id FROM task WHERE crawl = $2 "
-                "AND op = $3 AND state = 0 AND owner IS NULL AND id > $4 ORDER BY id "
-                "LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id, key",
+                "WITH c AS (UPDATE task SET owner = $1 WHERE id IN (SELECT id FROM task "
+                "WHERE crawl = $2 AND op = $3 AND state = 0 AND owner IS NULL AND id > $4 "
+                "ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id, key), "
+                "w AS (UPDATE worker SET leases = leases + (SELECT count(*) FROM c) "
+                "WHERE id = $1) SELECT id, key FROM c",
                 self.worker,
                 self._crawl,
                 int(op),
@@ -687,16 +727,19 @@ class PostgresStore:
         # same key, so settling first (updating our rows) and then inserting keys another
         # worker is settling would let two commits wait for each other. Inserts come in one
         # global (op, key) order, and the settle touches only this worker's rows.
-        new, records = await self._insert(group, now, delta)
+        leased, records = await self._insert(group, now, delta)
         await self._settle(group, now, delta)
-        leased = await self._lease(new, group.lease)
         records.extend(group.records)
         await self._write_records(records, written)
         await self._write_failures(group, now)
         await self._write_tally(delta)
         units = sum(len(tasks) for tasks in group.settled.values())
         await self._conn.execute(
-            "UPDATE worker SET units_done = units_done + $2 WHERE id = $1", self.worker, units
+            "UPDATE worker SET units_done = units_done + $2, leases = leases + $3 - $2 "
+            "WHERE id = $1",
+            self.worker,
+            units,
+            len(leased),
         )
         if group.meta:
             await self._write_meta(group.meta)
@@ -706,7 +749,13 @@ class PostgresStore:
         return leased
 
     async def _settle(self, group: CommitGroup, now: float, delta: Counter) -> None:
-        """The fence: every finished task must still be leased to this worker."""
+        """The fence: every finished task must still be leased to this worker.
+
+        Only pending tasks are ever leased (claims and new leases take state 0; settling and
+        recovery clear the owner), so ``owner = worker`` alone is the fence, and the join's
+        only path is the primary key, one probe per id. (With ``state = 0`` and an index of
+        pending tasks, the planner, misled by the statistics of a young table, drove the
+        join from that index: every pending task against every id, seconds per commit.)"""
         ids: list[int] = []
         states: list[int] = []
         for state, tasks in group.settled.items():
@@ -722,7 +771,7 @@ class PostgresStore:
             "UPDATE task SET state = u.state, owner = NULL, "
             "at = CASE WHEN u.state = $4 THEN $3::double precision END "
             "FROM unnest($1::bigint[], $2::smallint[]) AS u(id, state) "
-            "WHERE task.id = u.id AND task.owner = $5 AND task.state = 0",
+            "WHERE task.id = u.id AND task.owner = $5",
             ids,
             states,
             now,
@@ -737,58 +786,74 @@ class PostgresStore:
 
     async def _insert(
         self, group: CommitGroup, now: float, delta: Counter
-    ) -> tuple[list[tuple[int, Op, str]], list[tuple[str, Any]]]:
+    ) -> tuple[list[Task], list[tuple[str, Any]]]:
         """New tasks, one statement per op in op order and keys sorted within it, so that
         concurrent commits take the unique index's locks in one global order and cannot
         deadlock; tasks born finished (their lines written only where new) go in with the
-        candidates of their op, which win where both name a key, as in the SQLite store."""
+        candidates of their op, which win where both name a key, as in the SQLite store.
+        Returns the new tasks leased to this worker, and the born-finished tasks' lines."""
         fresh = dict(group.fresh)
         artists = fresh.get(Op.ARTIST)
         if artists and group.artist_budget is not None:
             fresh[Op.ARTIST] = await self._within_budget(artists, group.artist_budget)
-        new: list[tuple[int, Op, str]] = []
+        room = {op: max(0, n) for op, n in group.lease.items()}
+        leased: list[Task] = []
         records: list[tuple[str, Any]] = []
         features = group.features_from_tracks
         for op in sorted(fresh.keys() | group.born_done.keys()):
             states = dict.fromkeys(fresh.get(op, ()), State.PENDING)
             born = group.born_done.get(op, {})
             states.update((k, State.DONE) for k in born if k not in states)
-            rows = await self._insert_keys(op, states, now)
-            created = {k for _, k in rows}
+            rows = await self._insert_keys(op, states, now, room, leased)
             records.extend(
-                line for k, line in born.items() if k in created and states[k] is State.DONE
+                line for k, line in born.items() if k in rows and states[k] is State.DONE
             )
-            for _, key in rows:
+            for key in rows:
                 delta[(op, states[key])] += 1
-            new.extend((i, op, k) for i, k in rows if states[k] is State.PENDING)
             if op is Op.TRACK and features:
-                new.extend(await self._features(rows, delta))
-        return new, records
-
-    async def _features(self, tracks: Sequence[tuple[int, str]], delta: Counter) -> list:
-        keys = dict.fromkeys((k for _, k in tracks), State.PENDING)
-        rows = await self._insert_keys(Op.FEATURES, keys, 0.0)
-        delta[(Op.FEATURES, State.PENDING)] += len(rows)
-        return [(i, Op.FEATURES, k) for i, k in rows]
+                keys = dict.fromkeys(rows, State.PENDING)
+                created = await self._insert_keys(Op.FEATURES, keys, 0.0, room, leased)
+                delta[(Op.FEATURES, State.PENDING)] += len(created)
+        return sorted(leased, key=lambda t: t.seq), records
 
     async def _insert_keys(
-        self, op: Op, states: Mapping[str, State], now: float
-    ) -> list[tuple[int, str]]:
-        """Insert the keys not known yet (a task born done gets ``now`` as its time)."""
+        self,
+        op: Op,
+        states: Mapping[str, State],
+        now: float,
+        room: dict[Op, int],
+        leased: list[Task],
+    ) -> set[str]:
+        """Insert the keys not known yet (a task born done gets ``now`` as its time); return
+        them. The first pending ones, as many as ``room[op]`` has space for, go in leased to
+        this worker (added to ``leased``): one row version each, not an insert and then an
+        update, which would leave a dead version and three dead index entries per task. When
+        older tasks of ``op`` wait to be claimed, none is leased: new ones queue behind."""
         if not states:
-            return []
+            return set()
+        keys = sorted(states)
+        space = 0 if self._free[op] else room.get(op, 0)
         rows = await self._conn.fetch(
-            "INSERT INTO task(crawl, op, key, state, at) "
-            "SELECT $1, $2, k, s, CASE WHEN s = 0 THEN NULL ELSE $3::double precision END "
-            "FROM unnest($4::text[], $5::smallint[]) AS u(k, s) ORDER BY k "
-            "ON CONFLICT (crawl, op, key) DO NOTHING RETURNING id, key",
+            "INSERT INTO task(crawl, op, key, state, at, owner) "
+            "SELECT $1, $2, k, s, CASE WHEN s = 0 THEN NULL ELSE $3::double precision END, "
+            "CASE WHEN m THEN $7::integer END "
+            "FROM unnest($4::text[], $5::smallint[], $6::boolean[]) WITH ORDINALITY "
+            "AS u(k, s, m, n) ORDER BY n "
+            "ON CONFLICT (crawl, op, key) DO NOTHING RETURNING id, key, owner IS NOT NULL",
             self._crawl,
             int(op),
             now,
-            list(states),
-            [int(v) for v in states.values()],
+            keys,
+            [int(states[k]) for k in keys],
+            _first_pending(keys, states, space),
+            self.worker,
         )
-        return sorted((r["id"], r["key"]) for r in rows)
+        mine = [Task(r[0], op, r[1]) for r in rows if r[2]]
+        leased.extend(mine)
+        room[op] = space - len(mine)
+        if len(mine) < sum(1 for r in rows if states[r[1]] is State.PENDING):
+            self._free[op] = True  # some new tasks are left for anyone to claim
+        return {r[1] for r in rows}
 
     async def _within_budget(self, keys: list[str], budget: int) -> list[str]:
         """The artist budget, exact across workers: the crawl row serializes the commits that
@@ -810,28 +875,6 @@ class PostgresStore:
             )
         }
         return within_budget(keys, stored, budget - (total - known))
-
-    async def _lease(self, new: list[tuple[int, Op, str]], lease: Mapping[Op, int]) -> list[Task]:
-        """Take the new tasks the caller has room for; the rest stay free for anyone."""
-        by_op: defaultdict[Op, list[tuple[int, Op, str]]] = defaultdict(list)
-        for row in new:
-            by_op[row[1]].append(row)
-        leased: list[Task] = []
-        for op, rows in by_op.items():
-            if self._free[op]:
-                continue  # older tasks wait to be claimed: new ones queue behind them
-            rows.sort()
-            room = max(0, lease.get(op, 0))
-            if len(rows) > room:
-                self._free[op] = True
-            leased.extend(Task(i, o, k) for i, o, k in rows[:room])
-        if leased:
-            await self._conn.execute(
-                "UPDATE task SET owner = $1 WHERE id = ANY($2::bigint[])",
-                self.worker,
-                [t.seq for t in leased],
-            )
-        return leased
 
     async def _write_records(self, records: list[tuple[str, Any]], written: Counter) -> None:
         if not records:
