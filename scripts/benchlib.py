@@ -17,10 +17,13 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -291,6 +294,73 @@ def run_measured(
     )
 
 
+# -- a PostgreSQL server of one's own -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnPostgres:
+    """A server of scripts/postgres.sh on a free port, in a folder of its own, for a caller
+    that crashes and restarts it: never the server others (the lead, a test session) share.
+
+    The folder is in /var/tmp, which the server's OS user (`postgres`, when run as root) can
+    enter wherever the caller's checkout is. `close` stops the server and deletes the folder
+    unless `keep` is set (a failed soak's database, to look into).
+    """
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+        self.root = Path(tempfile.mkdtemp(prefix="spotify-crawler-pg-", dir="/var/tmp"))
+        self.root.chmod(0o755)
+        self.env = {
+            **os.environ,
+            "SPOTIFY_CRAWLER_PG_PORT": str(free_port()),
+            "SPOTIFY_CRAWLER_PG_DIR": str(self.root),
+        }
+        started = self.script("start")
+        if started.returncode != 0:
+            self.close()
+            raise RuntimeError(f"cannot start a PostgreSQL server of its own: {started.stderr}")
+        self.dsn = self.script("dsn").stdout.strip()  # of a role that may create databases
+
+    @property
+    def log(self) -> Path:
+        return self.root / "data" / "server.log"
+
+    def script(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "scripts/postgres.sh", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    def crash_and_restart(self) -> None:
+        """`restart immediate`: the server dies as in a crash (no checkpoint, every session
+        cut) and recovers from its WAL."""
+        done = self.script("restart", "immediate")
+        if done.returncode != 0:
+            raise RuntimeError(f"postgres.sh restart immediate failed: {done.stderr}")
+
+    def close(self) -> None:
+        self.script("stop")
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> OwnPostgres:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # -- ground truth and output checks --------------------------------------------------------
 
 
@@ -373,6 +443,13 @@ def crawler_config(
 
 def crawler_argv(config: Path) -> list[str]:
     return [sys.executable, "-m", "crawler", "crawl", "-c", str(config)]
+
+
+def export_argv(config: Path, to: Path) -> list[str]:
+    """The records a crawl has committed, as JSON-lines files in ``to`` (replacing any there):
+    how a PostgreSQL crawl's output is read back."""
+    cmd = [sys.executable, "-m", "crawler", "export", "-c", str(config)]
+    return [*cmd, "--format", "jsonl", "--to", str(to), "--force"]
 
 
 def peer_argv(script: str, url: str, out_dir: Path, seeds: Iterable[str]) -> list[str]:

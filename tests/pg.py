@@ -45,6 +45,11 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def installed() -> bool:
+    """Whether scripts/postgres.sh finds server binaries (it would install them otherwise)."""
+    return _script("status").returncode != NOT_INSTALLED
+
+
 def blocking(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on a loop of its own in another thread.
 

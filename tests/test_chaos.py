@@ -21,6 +21,8 @@ import chaos  # noqa: E402
 from benchlib import Credential, ground_truth  # noqa: E402
 from peers.peerlib import OUTPUT_FILES  # noqa: E402
 
+from tests.pg import installed, unavailable  # noqa: E402
+
 TRUTH = ground_truth(20, 3, chaos.SEED_ARTISTS)
 
 
@@ -76,4 +78,27 @@ def test_quick_chaos_soak_survives_every_kill_and_ends_exact(tmp_path: Path) -> 
         assert report.faults.get(fault, 0) > 0, report.faults
     assert report.throttled > 0
     assert 0 < max(report.progress) < report.audit.records
+    assert "— OK" in report.summary()
+
+
+def test_quick_postgres_soak_of_three_processes_survives_kills_and_a_database_crash(
+    tmp_path: Path,
+) -> None:
+    """Three processes on one crawl, random ones SIGKILLed, the server crashed once: the
+    export is the ground truth, and neither a secret nor the DSN's password is in any file."""
+    if not installed():
+        unavailable("PostgreSQL is not installed: run `bash scripts/postgres.sh start` once")
+    plan = chaos.Plan.quick("postgres")
+    try:
+        report = chaos.run_soak(plan, tmp_path)
+    except RuntimeError as exc:  # its own server would not start
+        unavailable(str(exc))
+    assert report.problems == [], report.summary()
+    assert (report.kills, report.db_restarts) == (plan.kills, 1) == (6, 1)
+    assert report.audit is not None and report.audit.exact and report.audit.records
+    assert report.leaks == []
+    assert report.exits[0] == plan.processes == 3 and set(report.exits) <= {0, 1, 2, 3}
+    assert report.exits[1] + report.exits[2] >= 1  # the crash stopped whoever was running
+    for fault in ("error_500", "drop", "bare_429"):
+        assert report.faults.get(fault, 0) > 0, report.faults
     assert "— OK" in report.summary()

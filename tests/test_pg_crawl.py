@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +26,13 @@ from crawler.sim.server import start_sim
 from tests.crawlkit import assert_ground_truth, expected, read_output, start_crawl, write_config
 from tests.pg import redacted, unavailable, with_database
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from benchlib import OwnPostgres, export_argv, free_port
+
 CATALOG = Catalog(40, seed=11)
 SEED = CATALOG.first_artist_ids()[0]
 SEEDS = {"artists": [SEED], "playlists": [CATALOG.playlist_id(2)]}
 TIMEOUT_S = 180
-REPO = Path(__file__).resolve().parents[1]
 
 
 def pg_config(tmp_path: Path, url: str, dsn: str, **crawl: object) -> Path:
@@ -68,19 +66,7 @@ async def until_committed(dsn: str, records: int, procs: list[asyncio.subprocess
 
 def export(config: Path, to: Path) -> Path:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crawler",
-            "export",
-            "-c",
-            str(config),
-            "--format",
-            "jsonl",
-            "--to",
-            str(to),
-            "--force",
-        ],
+        export_argv(config, to),
         capture_output=True,
         text=True,
         check=False,
@@ -143,51 +129,23 @@ async def test_sigkill_of_random_processes_loses_nothing_and_writes_nothing_twic
     assert_ground_truth(out, expected(CATALOG, load_config(config, environ={})))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def own_server() -> Iterator[tuple[str, dict[str, str]]]:
-    """A PostgreSQL server of this test's own (it restarts it), and the script's environment."""
-    root = Path("/var/tmp") / f"spotify-crawler-test-{uuid.uuid4().hex[:8]}"
-    root.mkdir(mode=0o755)
-    env = {
-        **os.environ,
-        "SPOTIFY_CRAWLER_PG_PORT": str(_free_port()),
-        "SPOTIFY_CRAWLER_PG_DIR": str(root),
-    }
-
-    def script(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", "scripts/postgres.sh", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-
-    started = script("start")
-    if started.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        unavailable(f"cannot start a PostgreSQL server of the test's own: {started.stderr}")
+def own_server() -> Iterator[OwnPostgres]:
+    """A PostgreSQL server of this test's own (it restarts it)."""
     try:
-        yield script("dsn").stdout.strip(), env
-    finally:
-        script("stop")
-        shutil.rmtree(root, ignore_errors=True)
+        server = OwnPostgres()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+    with server:
+        yield server
 
 
 async def test_a_database_restart_mid_crawl_loses_nothing(
-    own_server: tuple[str, dict[str, str]], tmp_path: Path
+    own_server: OwnPostgres, tmp_path: Path
 ) -> None:
     """The server crashes (`restart immediate`) under two crawlers: each stops with one line
     and a nonzero exit, nothing committed is lost, and rerunning finishes the crawl exactly."""
-    admin, env = own_server
+    admin = own_server.dsn
     conn = await asyncpg.connect(admin)
     await conn.execute("CREATE DATABASE restart_test")
     await conn.close()
@@ -196,10 +154,7 @@ async def test_a_database_restart_mid_crawl_loses_nothing(
         config = pg_config(tmp_path, sim.url, dsn)
         procs = [await start_crawl(config) for _ in range(2)]
         await until_committed(dsn, total_records(config) // 3, procs)
-        restart = await asyncio.create_subprocess_exec(
-            "bash", "scripts/postgres.sh", "restart", "immediate", cwd=REPO, env=env
-        )
-        assert await restart.wait() == 0
+        await asyncio.to_thread(own_server.crash_and_restart)
         results = await asyncio.wait_for(
             asyncio.gather(*(p.communicate() for p in procs)), TIMEOUT_S
         )
@@ -251,7 +206,7 @@ async def test_a_bad_dsn_is_one_line_and_writes_nothing(
         dsn = f"{head.rsplit(':', 1)[0]}:{secret}@{host}"
     elif breakage == "port":
         dsn = pg_database.replace(
-            pg_database.split("@")[1].split("/")[0], f"127.0.0.1:{_free_port()}"
+            pg_database.split("@")[1].split("/")[0], f"127.0.0.1:{free_port()}"
         )
     else:  # a server or database that may not be written (a replica, a read-only grant)
         conn = await asyncpg.connect(pg_database)

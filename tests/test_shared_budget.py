@@ -24,7 +24,7 @@ from crawler.api.pool import AccountPool
 from crawler.api.retry import Backoff
 from crawler.cli.crawl import BUDGET_DSN_ENV
 from crawler.core.config import load_config
-from crawler.core.errors import AllAccountsParked
+from crawler.core.errors import AllAccountsParked, CrawlerError
 from crawler.sim.catalog import Catalog
 from crawler.store.pg_budget import PgLedger
 from tests.crawlkit import assert_ground_truth, expected, start_crawl, write_config
@@ -192,6 +192,18 @@ async def test_a_slow_start_shares_its_allowance_among_the_processes(pg_database
             lambda: mine.budget.in_flight == theirs.budget.in_flight == 2,
             "each process allowed its half of the 4 in flight",
         )
+
+
+async def test_a_lost_database_fails_the_requests_waiting_for_slots(pg_database: str) -> None:
+    # asyncpg does not reconnect: once the server has dropped the ledger's connection no slot
+    # will be granted again. A request must then fail with one line, not wait for ever (a
+    # crawl whose database restarted hung with its accounts' budgets known).
+    async with ledgers(pg_database, 1) as (ledger,):
+        accounts = pool(ledger, 10_000, 30.0)
+        accounts.accepted(await accounts.acquire())  # the row adopted, slots granted
+        await fetchval(pg_database, f"SELECT pg_terminate_backend({ledger._backend_pid})")
+        with pytest.raises(CrawlerError, match="rate-limit ledger: lost the database"):
+            await asyncio.wait_for(accept(accounts, 10_000), TIMEOUT_S)
 
 
 async def test_crawler_processes_share_a_known_budget_without_a_429(

@@ -41,6 +41,7 @@ import asyncpg
 from crawler.api.budget import WINDOW_PAD_S, WINDOW_SLACK, Budget, pace
 from crawler.api.clock import SYSTEM_CLOCK, Clock
 from crawler.api.ledger import OnPark, SendLog
+from crawler.core.errors import CrawlerError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,15 @@ GRANT_S = 0.5
 # A used account's learned state is shared and adopted this often (a cut at once).
 SYNC_S = 0.25
 RETRY_S = 1.0
+# What a statement on the ledger's connection may raise when the database fails or goes away;
+# InternalClientError ("another operation is in progress") comes from a connection that was
+# cut while a statement was under way.
+DATABASE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_account (
@@ -191,6 +201,8 @@ class PgSlots:
         return self.log.count(now)
 
     def delay(self, now: float, budget: float) -> float | None:
+        if self.ledger.lost is not None:
+            raise self.ledger.lost
         if not self.adopted:  # until then a slow start would not know its share
             self._want()
             return None
@@ -239,7 +251,9 @@ class PgSlots:
                 continue  # unused for a span: nothing to share, nothing to adopt
             try:
                 await self.ledger.sync(self)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
+                if self.ledger.lose(exc):
+                    return
                 log.warning("rate-limit ledger: sync of account %s failed: %s", self.name, exc)
                 await clock.sleep(RETRY_S)
                 self.kick.set()
@@ -259,6 +273,7 @@ class PgLedger:
         self._on_park: OnPark | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._backend_pid = conn.get_server_pid()
+        self.lost: CrawlerError | None = None  # the connection is gone: no slot will come
 
     @classmethod
     async def connect(cls, dsn: str, *, clock: Clock = SYSTEM_CLOCK) -> PgLedger:
@@ -321,6 +336,22 @@ class PgLedger:
         while self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
+    def lose(self, exc: BaseException) -> bool:
+        """After a failed sync: if the connection is gone (asyncpg does not reconnect, nor
+        could slots be trusted across a server restart), fail the requests waiting for slots,
+        which would otherwise wait for ever (the crawl stops, exit 1, as it does when the
+        store's connection is lost) and return True; else False (a retry may succeed)."""
+        if not self._conn.is_closed():
+            return False
+        if self.lost is None:
+            self.lost = CrawlerError(
+                f"rate-limit ledger: lost the database ({exc}); "
+                "rerun to resume: nothing committed is lost"
+            )
+            for slots in self._slots.values():
+                slots.wake()
+        return True
+
     # -- the database -----------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -333,7 +364,7 @@ class PgLedger:
         """A publication that failed leaves this process's own park standing: say so."""
         try:
             await coro
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("rate-limit ledger: could not share a 429 with other processes: %s", exc)
 
     @contextlib.asynccontextmanager
