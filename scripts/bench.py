@@ -53,6 +53,7 @@ from benchlib import (
     compile_bytecode,
     crawler_argv,
     crawler_config,
+    export_argv,
     ground_truth,
     machine,
     median,
@@ -151,6 +152,17 @@ class Report:
                 f"{busiest.crawler}; of that, steal time of the host: {busiest.steal_s:.1f} s)"
             )
         return "\n".join(parts)
+
+
+def _sim_counts(stats: dict[str, Any]) -> dict[str, Any]:
+    """A Run's fields that come from the simulator's counters (GET /__stats) after a crawl."""
+    return {
+        "calls": api_calls(stats),
+        "throttled": throttled(stats),
+        "peak_in_flight": int(stats.get("peak_concurrency", 0)),
+        "by_account": dict(stats.get("by_account", {})),
+        "by_endpoint": dict(stats.get("by_endpoint", {})),
+    }
 
 
 def _correct(runs: Sequence[Run]) -> str:
@@ -254,12 +266,8 @@ class Bench:
             other_cpu_s=others,
             steal_s=steal_after - steal,
             max_rss_mb=proc.max_rss_mb,
-            calls=api_calls(stats),
-            throttled=throttled(stats),
-            peak_in_flight=int(stats.get("peak_concurrency", 0)),
+            **_sim_counts(stats),
             written=verdict.written,
-            by_account=dict(stats.get("by_account", {})),
-            by_endpoint=dict(stats.get("by_endpoint", {})),
             stats_json=read_stats_json(out),
         )
         for problem in verdict.problems:
@@ -608,6 +616,14 @@ def ratelimit_unknown(bench: Bench) -> Report:
     return _ratelimit(bench, known=False)
 
 
+def _together(argvs: Sequence[list[str]], logs: Sequence[Path]) -> list[Proc]:
+    """The processes started at once (a thread waits for each), measured each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(argvs)) as threads:
+        return list(threads.map(lambda argv, log: run_measured(argv, log, 3600), argvs, logs))
+
+
 def _shared_crawl(
     bench: Bench,
     sim: Sim,
@@ -619,7 +635,6 @@ def _shared_crawl(
     """``processes`` crawls at once, each with its own SQLite checkpoint and outputs, pacing
     the accounts through the ledger at ``ledger_dsn``; measured together, as one Run."""
     import os
-    from concurrent.futures import ThreadPoolExecutor
 
     from crawler.cli.crawl import BUDGET_DSN_ENV
 
@@ -629,14 +644,8 @@ def _shared_crawl(
     sim_cpu, (busy, steal) = sim.cpu_s(), busy_cpu_s()
     os.environ[BUDGET_DSN_ENV] = ledger_dsn  # inherited by the crawls
     try:
-        with StatsPoller(sim, 0.05) as poller, ThreadPoolExecutor(processes) as threads:
-            procs = list(
-                threads.map(
-                    lambda argv, out: run_measured(argv, out.with_suffix(".log"), 3600),
-                    argvs,
-                    outs,
-                )
-            )
+        with StatsPoller(sim, 0.05) as poller:
+            procs = _together(argvs, [out.with_suffix(".log") for out in outs])
     finally:
         del os.environ[BUDGET_DSN_ENV]
     stats = sim.stats()
@@ -663,12 +672,8 @@ def _shared_crawl(
         other_cpu_s=busy_after - busy - sim_cpu - cpu,
         steal_s=steal_after - steal,
         max_rss_mb=max(p.max_rss_mb for p in procs),
-        calls=api_calls(stats),
-        throttled=throttled(stats),
-        peak_in_flight=int(stats.get("peak_concurrency", 0)),
+        **_sim_counts(stats),
         written=verdicts[0].written,
-        by_account=dict(stats.get("by_account", {})),
-        by_endpoint=dict(stats.get("by_endpoint", {})),
         stats_json=read_stats_json(outs[0]),
     )
     run.extra = _rate_metrics(run, poller, len(ACCOUNTS))
@@ -727,9 +732,8 @@ def _bench_dsn() -> str:
 def _verify_export(config: Path, out: Path, truth: Truth) -> Verdict:
     """A PostgreSQL crawl's records against the ground truth, as ``export --format jsonl``
     writes them into ``out/export``: the files a SQLite crawl would have written."""
-    argv = [sys.executable, "-m", "crawler", "export", "-c", str(config), "--format", "jsonl"]
     exported = subprocess.run(
-        [*argv, "--to", str(out / "export")], capture_output=True, text=True, check=False
+        export_argv(config, out / "export"), capture_output=True, text=True, check=False
     )
     if exported.returncode != 0:
         return Verdict(False, {}, [f"export failed: {exported.stderr.strip()}"])
@@ -741,20 +745,13 @@ def _one_crawl_many_processes(
 ) -> Run:
     """``processes`` crawlers on one PostgreSQL crawl, started together; the crawl's wall
     time is the last one's exit; its output is what ``export --format jsonl`` writes."""
-    from concurrent.futures import ThreadPoolExecutor
-
     out = bench.out_dir(tag)
     config = out.with_suffix(".toml")
     store = {"backend": "postgres", "dsn": dsn, "name": "bench"}
     config.write_text(crawler_config(sim.url, truth.seeds, out, (UNBOUNDED,), store=store))
     sim.reset()
-    with ThreadPoolExecutor(processes) as threads:
-        procs = list(
-            threads.map(
-                lambda n: run_measured(crawler_argv(config), out.with_suffix(f".{n}.log"), 3600),
-                range(processes),
-            )
-        )
+    logs = [out.with_suffix(f".{n}.log") for n in range(processes)]
+    procs = _together([crawler_argv(config)] * processes, logs)
     stats = sim.stats()
     failed = [p for p in procs if p.returncode != 0]
     if failed:
@@ -776,12 +773,8 @@ def _one_crawl_many_processes(
         other_cpu_s=0.0,
         steal_s=0.0,
         max_rss_mb=max(p.max_rss_mb for p in procs),
-        calls=api_calls(stats),
-        throttled=throttled(stats),
-        peak_in_flight=int(stats.get("peak_concurrency", 0)),
+        **_sim_counts(stats),
         written=verdict.written,
-        by_account=dict(stats.get("by_account", {})),
-        by_endpoint=dict(stats.get("by_endpoint", {})),
         stats_json={},
     )
     if run.ok and not bench.args.keep:
