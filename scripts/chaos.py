@@ -342,7 +342,7 @@ class _PgCommitted:
         if self._conn is None:
             self._conn = await asyncpg.connect(self._dsn, timeout=5)
         try:
-            sql = "SELECT count(*) FROM record WHERE stream = ANY($1::smallint[])"
+            sql = "SELECT coalesce(sum(lines), 0) FROM chunk WHERE stream = ANY($1::smallint[])"
             return int(await self._conn.fetchval(sql, self._streams))
         except asyncpg.UndefinedTableError:  # before the first crawler made the schema
             return 0

@@ -159,6 +159,24 @@ def test_capabilities_survive_a_round_trip_and_ignore_unknown_keys() -> None:
     assert not caps.learn("batch_albums", True)
 
 
+def test_capabilities_learned_by_other_processes_are_merged_in() -> None:
+    """Each process of a shared crawl takes what the others stored and says whether the store
+    lacks anything it knows (then it writes its own, merged, back)."""
+    mine = Capabilities(batch_artists=False, search_limit=10, budgets={"a": 290})
+    stored = Capabilities(related_artists=False, artist_albums_limit=10, budgets={"a": 300})
+    assert mine.merge(stored.to_dict())  # the store lacks batch_artists and search_limit
+    assert mine == Capabilities(
+        batch_artists=False,
+        related_artists=False,
+        artist_albums_limit=10,
+        search_limit=10,
+        budgets={"a": 290},  # its own measurement stays: no write for a budget both have
+    )
+    assert not mine.merge(mine.to_dict())
+    assert not Capabilities(budgets={"a": 1}).merge({"budgets": {"a": 2, "b": 3}})
+    assert Capabilities(budgets={"c": 1}).merge({"budgets": {"a": 2}})
+
+
 def test_capabilities_of_an_older_checkpoint_keep_the_new_limits_unknown() -> None:
     older = {  # what a checkpoint written before search and playlist page sizes were learned holds
         "batch_artists": False,

@@ -49,7 +49,7 @@ async def committed(dsn: str) -> int:
     """Records the crawl has committed so far (0 before its schema exists)."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchval("SELECT count(*) FROM record")
+        return await conn.fetchval("SELECT coalesce(sum(lines), 0) FROM chunk")
     except asyncpg.UndefinedTableError:
         return 0
     finally:

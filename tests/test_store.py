@@ -230,6 +230,20 @@ async def test_a_second_open_joins_the_crawl_and_claims_only_free_work(
         await second.close()
 
 
+async def test_workers_see_the_capabilities_another_one_stored(pg_database: str) -> None:
+    first = await PostgresStore.open(pg_database, "db", "c", FP)
+    second = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        assert "capabilities" not in second.meta
+        learned = {"related_artists": False, "budgets": {"a": 300}}
+        await commit(first, meta={"capabilities": learned})
+        await second._refresh(second._watch_conn)  # what its poller does
+        assert second.meta["capabilities"] == learned
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_a_killed_workers_leases_return_to_the_pool(pg_database: str) -> None:
     first = await PostgresStore.open(pg_database, "db", "c", FP)
     second = await PostgresStore.open(pg_database, "db", "c", FP)
@@ -246,6 +260,52 @@ async def test_a_killed_workers_leases_return_to_the_pool(pg_database: str) -> N
             await third.close()
     finally:
         await second.close()
+
+
+SCHEMA_1_RECORDS = """
+DROP TABLE chunk;
+CREATE TABLE record(
+    crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
+    stream smallint NOT NULL, seq bigint NOT NULL, pos integer NOT NULL, body bytea NOT NULL,
+    PRIMARY KEY (crawl, stream, seq, pos)
+);
+UPDATE store_meta SET value = '1' WHERE key = 'schema_version';
+"""
+
+
+async def test_a_schema_1_database_is_migrated_in_place(pg_database: str, tmp_path: Path) -> None:
+    """PostgreSQL crawls of the previous version (a row per line) resume: their lines come
+    out in the same order, and new commits follow them."""
+    import asyncpg
+
+    await (await PostgresStore.open(pg_database, "db", "c", FP)).close()
+    conn = await asyncpg.connect(pg_database)
+    try:
+        await conn.execute(SCHEMA_1_RECORDS)
+        crawl = await conn.fetchval("SELECT id FROM crawl WHERE name = 'c'")
+        artists, albums = STREAMS.index("artists"), STREAMS.index("albums")
+        rows = [(artists, 2, 1, b'{"id":"c"}'), (artists, 1, 2, b'{"id":"b"}')]
+        rows += [(albums, 1, 1, b'{"id":"x"}'), (artists, 1, 1, b'{"id":"a"}')]
+        await conn.executemany(
+            "INSERT INTO record VALUES ($1, $2, $3, $4, $5)", [(crawl, *r) for r in rows]
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(CheckpointError, match="schema 1, not 2: run `spotify-crawler crawl`"):
+        await PostgresStore.open(pg_database, "db", "c", None, readonly=True)
+    store = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        (task,) = await commit(store, seeds=[(Op.ARTIST, "d")])
+        await commit(store, [Outcome(states=[(task, State.DONE)], records=[("artists", b"{}")])])
+        assert await records(store, "artists", tmp_path) == [
+            b'{"id":"a"}',
+            b'{"id":"b"}',
+            b'{"id":"c"}',
+            b"{}",
+        ]
+        assert await records(store, "albums", tmp_path) == [b'{"id":"x"}']
+    finally:
+        await store.close()
 
 
 # ------------------------------------------------------------------ SQLite + JSON lines

@@ -98,3 +98,27 @@ class Capabilities:
         keys it misses (an older checkpoint) keep their "not known yet" default."""
         known = {f.name for f in fields(cls)} - {"changed"}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def merge(self, stored: dict[str, Any]) -> bool:
+        """Take what other processes sharing the crawl learned (``stored``, from the store):
+        a flag this one does not know yet, a smaller page limit, an account's budget it has
+        not measured. True if this one knows something ``stored`` lacks, so it should be
+        stored again (two processes that learned different things at once both write; the
+        one written second lacks the other's, and the next commit of the other puts it back)."""
+        theirs = Capabilities.from_dict(stored)
+        lacking = False
+        for f in fields(self):
+            name = f.name
+            if name in ("budgets", "changed"):
+                continue
+            mine, other = getattr(self, name), getattr(theirs, name)
+            if isinstance(mine, int) and not isinstance(mine, bool):  # a page limit
+                setattr(self, name, min(mine, other))
+                lacking |= mine < other
+            elif mine is None:
+                setattr(self, name, other)
+            else:
+                lacking |= other is None
+        for account, requests in theirs.budgets.items():
+            self.budgets.setdefault(account, requests)
+        return lacking or not self.budgets.keys() <= theirs.budgets.keys()

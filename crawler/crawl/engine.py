@@ -354,9 +354,14 @@ class Engine:
         )
 
     def _learned(self) -> dict[str, Any]:
-        """Capabilities to store: the first time, then whenever the client learned more."""
+        """Capabilities to store: the first time, then whenever the client learned more than
+        the store holds. What other processes sharing the crawl stored is taken first, so a
+        refusal one of them met is not met again by the rest."""
         caps = self.client.capabilities
-        if not caps.changed and "capabilities" in self.store.meta:
+        stored = self.store.meta.get("capabilities")
+        if stored is not None:
+            caps.changed |= caps.merge(stored)
+        if not caps.changed and stored is not None:
             return {}
         caps.changed = False
         return {"capabilities": caps.to_dict()}

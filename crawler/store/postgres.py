@@ -16,9 +16,11 @@ The design and the measurements behind it are in docs/postgres-store.md; in shor
   NOTHING RETURNING``, so the inserting transaction knows which are new, whichever process
   found them first. Lines that ride on another task (tracks from album pages) are written
   only if their task is new, in the same transaction.
-* **Records** are the API's own bytes (``bytea``: ``jsonb`` would reorder keys), in commit
-  order (``seq``, ``pos``); ``stream_files`` writes them out as the JSON-lines files a SQLite
-  crawl writes.
+* **Records** are the API's own bytes (``bytea``: ``jsonb`` would reorder keys): one
+  ``chunk`` row per commit and stream holds that commit's lines of the stream, newline-ended,
+  exactly as they go into the JSON-lines file; ``stream_files`` writes the chunks out in commit
+  order (``seq``). A row per line cost the server as much as a task (an index entry, a tuple
+  header, a row of WAL each, for two million lines).
 * **Counts** are per-worker ``tally`` rows updated in the commit transaction (no row that
   every process updates), summed when read.
 
@@ -52,7 +54,7 @@ from crawler.store.base import CommitGroup, StoreCost
 from crawler.store.plan import changed_keys, within_budget
 from crawler.store.sqlite import THIN_AFTER, THIN_EVERY
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records in one chunk per commit and stream (1: a row per line)
 # Advisory-lock namespaces (the two-int form: classid, objid). "SCRW" in ASCII.
 LOCK_NAMESPACE = 0x53435257
 SCHEMA_LOCK = 0
@@ -93,13 +95,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS task_key ON task(crawl, op, key);
 -- The claimable tasks, in claim order: claims and "is anything free?" read only these (an
 -- index of all pending tasks would make them step over every leased one).
 CREATE INDEX IF NOT EXISTS task_free ON task(crawl, op, id) WHERE state = 0 AND owner IS NULL;
-CREATE TABLE IF NOT EXISTS record(
+CREATE TABLE IF NOT EXISTS chunk(
     crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
     stream smallint NOT NULL,
-    seq bigint NOT NULL,
-    pos integer NOT NULL,
+    seq bigint NOT NULL,  -- commit order
+    lines integer NOT NULL,
     body bytea COMPRESSION lz4 NOT NULL,  -- lz4: cheaper to compress than pglz, the default
-    PRIMARY KEY (crawl, stream, seq, pos)
+    PRIMARY KEY (crawl, stream, seq)
 );
 CREATE SEQUENCE IF NOT EXISTS commit_seq;
 CREATE TABLE IF NOT EXISTS failure(
@@ -148,6 +150,17 @@ CREATE TABLE IF NOT EXISTS sample(
 );
 """
 
+# Schema 1 kept a row per line (crawl, stream, seq, pos, body): each commit's lines of a stream
+# become one chunk, in the same order, so a crawl started by an older version carries on.
+_MIGRATE_1 = """
+INSERT INTO chunk(crawl, stream, seq, lines, body)
+SELECT crawl, stream, seq, count(*), string_agg(body || '\\x0a'::bytea, ''::bytea ORDER BY pos)
+  FROM record GROUP BY crawl, stream, seq;
+DROP TABLE record;
+SELECT setval('commit_seq', greatest(last_value, (SELECT coalesce(max(seq), 1) FROM chunk)))
+  FROM commit_seq;
+"""
+
 # A worker is alive while its session holds its advisory lock (SIGKILL ends both at once).
 _LIVE = f"""EXISTS (SELECT FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted
@@ -182,6 +195,7 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
         OSError,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # "unexpected connection_lost()": the server died mid-query
         asyncpg.exceptions.AdminShutdownError,
         asyncpg.exceptions.CannotConnectNowError,
     )
@@ -320,7 +334,8 @@ class PostgresStore:
         await self._refresh(conn)
 
     async def _refresh(self, conn: Any) -> None:
-        """The crawl's counts and whether any task is claimable or leased elsewhere."""
+        """The crawl's counts, whether any task is claimable or leased elsewhere, and the
+        capabilities the workers learned."""
         rows = await conn.fetch(
             "SELECT t.op, t.state, sum(t.n)::bigint AS n FROM tally t JOIN worker w "
             "ON w.id = t.worker WHERE w.crawl = $1 GROUP BY t.op, t.state",
@@ -358,6 +373,12 @@ class PostgresStore:
         self._others_pending = others["busy"] > 0
         self._counts = Counter({(Op(r["op"]), State(r["state"])): r["n"] for r in rows})
         self._written = Counter({STREAMS[r["stream"]]: r["n"] for r in written})
+        # What the other workers learned of the API, for the engine's next commit to take.
+        learned = await conn.fetchval(
+            "SELECT value FROM meta WHERE crawl = $1 AND key = 'capabilities'", self._crawl
+        )
+        if learned is not None:
+            self._meta["capabilities"] = orjson.loads(learned)
 
     def watch(self, on_change: Callable[[CrawlerError | None], None]) -> None:
         """Poll the shared frontier (and free dead workers' leases) until closed; tell
@@ -564,16 +585,14 @@ class PostgresStore:
                 length = 0
                 with path.open("wb") as f:
                     async for row in self._conn.cursor(
-                        "SELECT body FROM record WHERE crawl = $1 AND stream = $2 "
-                        "ORDER BY seq, pos",
+                        "SELECT body FROM chunk WHERE crawl = $1 AND stream = $2 ORDER BY seq",
                         self._crawl,
                         sid,
-                        prefetch=5000,
+                        prefetch=50,
                     ):
                         body = row["body"]
                         f.write(body)
-                        f.write(b"\n")
-                        length += len(body) + 1
+                        length += len(body)
                 if length:
                     files[stream] = (path, length)
                 else:
@@ -882,22 +901,26 @@ class PostgresStore:
         by_stream: defaultdict[str, list[bytes]] = defaultdict(list)
         for stream, line in records:
             by_stream[stream].append(bytes(line))
-        seq = await self._conn.fetchval("SELECT nextval('commit_seq')")
-        for stream, bodies in by_stream.items():
-            await self._conn.execute(
-                "INSERT INTO record(crawl, stream, seq, pos, body) "
-                "SELECT $1, $2, $3, p, b FROM unnest($4::bytea[]) WITH ORDINALITY AS u(b, p)",
-                self._crawl,
-                _STREAM_IDS[stream],
-                seq,
-                bodies,
-            )
-        await self._conn.executemany(
-            "INSERT INTO written(worker, stream, n) VALUES ($1, $2, $3) "
-            "ON CONFLICT (worker, stream) DO UPDATE SET n = written.n + excluded.n",
-            [(self.worker, _STREAM_IDS[s], len(b)) for s, b in by_stream.items()],
+        streams = [_STREAM_IDS[s] for s in by_stream]
+        counts = [len(lines) for lines in by_stream.values()]
+        await self._conn.execute(
+            "INSERT INTO chunk(crawl, stream, seq, lines, body) "
+            "SELECT $1, s, nextval('commit_seq'), n, b "
+            "FROM unnest($2::smallint[], $3::integer[], $4::bytea[]) AS u(s, n, b)",
+            self._crawl,
+            streams,
+            counts,
+            [b"".join(line + b"\n" for line in lines) for lines in by_stream.values()],
         )
-        written.update({s: len(b) for s, b in by_stream.items()})
+        await self._conn.execute(
+            "INSERT INTO written(worker, stream, n) "
+            "SELECT $1, s, n FROM unnest($2::smallint[], $3::bigint[]) AS u(s, n) "
+            "ON CONFLICT (worker, stream) DO UPDATE SET n = written.n + excluded.n",
+            self.worker,
+            streams,
+            counts,
+        )
+        written.update({s: len(lines) for s, lines in by_stream.items()})
 
     async def _write_failures(self, group: CommitGroup, now: float) -> None:
         if group.failures:
@@ -950,7 +973,13 @@ async def _prepare(
                     "ON CONFLICT (key) DO UPDATE SET value = store_meta.value RETURNING value",
                     str(SCHEMA_VERSION),
                 )
-                if version != str(SCHEMA_VERSION):
+                if version == "1":
+                    await conn.execute(_MIGRATE_1)
+                    await conn.execute(
+                        "UPDATE store_meta SET value = $1 WHERE key = 'schema_version'",
+                        str(SCHEMA_VERSION),
+                    )
+                elif version != str(SCHEMA_VERSION):
                     raise CheckpointError(
                         f"store.dsn {redacted}: the database holds store schema {version}, "
                         f"not {SCHEMA_VERSION}: use a newer spotify-crawler"
@@ -962,6 +991,15 @@ async def _prepare(
                     "ON CONFLICT (name) DO NOTHING",
                     name,
                     orjson.dumps(fingerprint).decode(),
+                )
+        else:
+            version = await conn.fetchval(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'"
+            )
+            if version != str(SCHEMA_VERSION):
+                raise CheckpointError(
+                    f"store.dsn {redacted}: the database holds store schema {version}, not "
+                    f"{SCHEMA_VERSION}: run `spotify-crawler crawl` on it once to upgrade it"
                 )
         row = await conn.fetchrow("SELECT id, fingerprint FROM crawl WHERE name = $1", name)
     except asyncpg.UndefinedTableError:
