@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import operator
+import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -789,11 +791,13 @@ def _unreadable(path: Path, exc: sqlite3.DatabaseError) -> CheckpointError:
 
 
 def ensure_writable(directory: Path) -> None:
-    """Fail before anything starts, naming the directory and the system's reason."""
-    probe = directory / ".spotify-crawler-probe"
+    """Fail before anything starts, naming the directory and the system's reason. The probe
+    file's name is unique: processes of one PostgreSQL crawl share ``out_dir`` and start
+    together, and a shared name let one unlink the probe of another."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe.touch()
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".spotify-crawler-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise CrawlerError(f"cannot write to {directory}: {exc.strerror or exc}") from None
