@@ -202,6 +202,22 @@ async def test_other_settings_are_refused_naming_the_keys(open_store: OpenStore)
     assert fresh.meta["fingerprint"] == other
 
 
+async def test_a_newer_schema_is_refused_by_every_command(pg_database: str) -> None:
+    """A database a newer version made: neither a crawl nor a read-only command touches it,
+    and neither tells the user to upgrade it by crawling."""
+    import asyncpg
+
+    await (await PostgresStore.open(pg_database, "db", "c", FP)).close()
+    conn = await asyncpg.connect(pg_database)
+    try:
+        await conn.execute("UPDATE store_meta SET value = '99' WHERE key = 'schema_version'")
+    finally:
+        await conn.close()
+    for fingerprint, readonly in ((FP, False), (None, True)):
+        with pytest.raises(CheckpointError, match="schema 99, not 2: use a newer spotify-crawler"):
+            await PostgresStore.open(pg_database, "db", "c", fingerprint, readonly=readonly)
+
+
 async def test_fresh_deletes_the_crawls_tasks(pg_database: str) -> None:
     """PostgreSQL tasks carry no foreign key (its check cost a query per task): ``--fresh``
     deletes them itself, and leaves another crawl's alone."""

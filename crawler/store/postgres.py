@@ -163,6 +163,8 @@ ALTER TABLE task DROP CONSTRAINT IF EXISTS task_crawl_fkey;
 SELECT setval('commit_seq', greatest(last_value, (SELECT coalesce(max(seq), 1) FROM chunk)))
   FROM commit_seq;
 """
+# What `crawl` runs, under the schema lock, on a database of an older schema.
+_MIGRATIONS = {"1": _MIGRATE_1}
 
 # A worker is alive while its session holds its advisory lock (SIGKILL ends both at once).
 _LIVE = f"""EXISTS (SELECT FROM pg_locks l
@@ -978,17 +980,14 @@ async def _prepare(
                     "ON CONFLICT (key) DO UPDATE SET value = store_meta.value RETURNING value",
                     str(SCHEMA_VERSION),
                 )
-                if version == "1":
-                    await conn.execute(_MIGRATE_1)
+                if version in _MIGRATIONS:
+                    await conn.execute(_MIGRATIONS[version])
                     await conn.execute(
                         "UPDATE store_meta SET value = $1 WHERE key = 'schema_version'",
                         str(SCHEMA_VERSION),
                     )
                 elif version != str(SCHEMA_VERSION):
-                    raise CheckpointError(
-                        f"store.dsn {redacted}: the database holds store schema {version}, "
-                        f"not {SCHEMA_VERSION}: use a newer spotify-crawler"
-                    )
+                    raise _other_schema(redacted, version)
                 if fresh:
                     await _wipe(conn, name)
                 await conn.execute(
@@ -1002,10 +1001,7 @@ async def _prepare(
                 "SELECT value FROM store_meta WHERE key = 'schema_version'"
             )
             if version != str(SCHEMA_VERSION):
-                raise CheckpointError(
-                    f"store.dsn {redacted}: the database holds store schema {version}, not "
-                    f"{SCHEMA_VERSION}: run `spotify-crawler crawl` on it once to upgrade it"
-                )
+                raise _other_schema(redacted, version)
         row = await conn.fetchrow("SELECT id, fingerprint FROM crawl WHERE name = $1", name)
     except asyncpg.UndefinedTableError:
         row = None
@@ -1024,6 +1020,19 @@ async def _prepare(
                 "--fresh to start afresh"
             )
     return row["id"]
+
+
+def _other_schema(redacted: str, version: str) -> CheckpointError:
+    """One wording for a database this version cannot use as it is, read-only or not."""
+    advice = (
+        "run `spotify-crawler crawl` on it once to upgrade it"
+        if version in _MIGRATIONS
+        else "use a newer spotify-crawler"
+    )
+    return CheckpointError(
+        f"store.dsn {redacted}: the database holds store schema {version}, not "
+        f"{SCHEMA_VERSION}: {advice}"
+    )
 
 
 async def _wipe(conn: Any, name: str) -> None:
