@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from crawler.core.errors import CheckpointError
+from crawler.core.errors import CheckpointError, CrawlerError
 from crawler.core.kinds import EDGE_STREAMS, STREAMS, Op, State
 from crawler.core.tasks import Outcome, Task
 from crawler.core.timeseries import Sample
@@ -299,6 +299,26 @@ async def test_a_killed_workers_leases_return_to_the_pool(pg_database: str) -> N
             await third.close()
     finally:
         await second.close()
+
+
+async def test_a_claim_on_a_lost_connection_is_one_line(pg_database: str) -> None:
+    """Not only a commit: whichever statement finds the server gone (here the refill after a
+    restart) stops the process with the resumable one-liner, not a traceback."""
+    import asyncpg
+
+    store = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        await commit(store, room=0, seeds=[(Op.ARTIST, "a")])
+        conn = await asyncpg.connect(pg_database)
+        try:
+            pid = store._conn.get_server_pid()
+            await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await conn.close()
+        with pytest.raises(CrawlerError, match=r"lost the database \(.*\); rerun to resume"):
+            await store.claim(Op.ARTIST, 10)
+    finally:
+        await store.close()
 
 
 SCHEMA_1_RECORDS = """

@@ -238,6 +238,13 @@ def _first_pending(keys: Sequence[str], states: Mapping[str, State], space: int)
     return marks
 
 
+def _lost(redacted: str, exc: BaseException, doing: str = "") -> CrawlerError:
+    return CrawlerError(
+        f"store.dsn {redacted}: lost the database{doing} ({_reason(exc)}); rerun to resume: "
+        "nothing committed is lost"
+    )
+
+
 def _reason(exc: BaseException) -> str:
     """The driver's message, first line only (its DETAIL and HINT lines follow)."""
     text = str(exc).strip()
@@ -419,12 +426,17 @@ class PostgresStore:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._changed(
-                CrawlerError(
-                    f"store.dsn {self._redacted}: lost the database ({_reason(exc)}); "
-                    "rerun to resume: nothing committed is lost"
-                )
-            )
+            self._changed(_lost(self._redacted, exc))
+
+    @contextlib.asynccontextmanager
+    async def _using(self, doing: str = "") -> AsyncIterator[None]:
+        """The worker's connection, for one caller at a time; a server lost under any of its
+        statements (a claim as much as a commit) stops the process with one line."""
+        async with self._lock:
+            try:
+                yield
+            except _connection_errors() as exc:
+                raise _lost(self._redacted, exc, doing) from None
 
     def _changed(self, error: CrawlerError | None) -> None:
         if self._on_change is not None:
@@ -474,7 +486,7 @@ class PostgresStore:
             # A clean exit hands its leases back at once (a killed one: after GRACE_S).
             # If this fails the worker stays "not ended", and recovery frees its leases.
             with contextlib.suppress(Exception):
-                async with self._lock, self._conn.transaction():
+                async with self._using(), self._conn.transaction():
                     await self._conn.execute(
                         "UPDATE task SET owner = NULL WHERE crawl = $1 AND owner = $2 "
                         "AND state = 0",
@@ -517,7 +529,7 @@ class PostgresStore:
     async def claim(self, op: Op, limit: int) -> list[Task]:
         if not self._free[op] or limit <= 0:
             return []
-        async with self._lock:
+        async with self._using():
             rows = await self._claim(op, limit, self._after[op])
             if len(rows) < limit and self._after[op]:
                 # Tasks freed by a recovery, or skipped while locked, lie behind the cursor.
@@ -577,14 +589,14 @@ class PostgresStore:
         return [dict(r) for r in rows]
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        async with self._lock:
+        async with self._using():
             return list(await self._conn.fetch(sql, *args))
 
     async def stream_files(self, scratch: Path) -> dict[str, tuple[Path, int]]:
         """The records, in commit order, written out as the JSON-lines files."""
         scratch.mkdir(parents=True, exist_ok=True)
         files: dict[str, tuple[Path, int]] = {}
-        async with self._lock, self._conn.transaction(isolation="repeatable_read"):
+        async with self._using(), self._conn.transaction(isolation="repeatable_read"):
             for stream, sid in _STREAM_IDS.items():
                 path = scratch / stream_file(stream)
                 length = 0
@@ -605,7 +617,7 @@ class PostgresStore:
         return files
 
     async def fetched_at(self, op: Op) -> AsyncIterator[list[tuple[str, float]]]:
-        async with self._lock, self._conn.transaction():
+        async with self._using(), self._conn.transaction():
             chunk: list[tuple[str, float]] = []
             async for row in self._conn.cursor(
                 "SELECT key, at FROM task WHERE crawl = $1 AND op = $2 AND state = $3 "
@@ -630,7 +642,7 @@ class PostgresStore:
     # ---------------------------------------------------------------- runs
 
     async def begin_run(self) -> int:
-        async with self._lock:
+        async with self._using():
             self._run_id = await self._conn.fetchval(
                 "INSERT INTO run(crawl, worker, started) VALUES ($1, $2, $3) RETURNING id",
                 self._crawl,
@@ -641,7 +653,7 @@ class PostgresStore:
 
     async def end_run(self, exit_code: int, message: str) -> None:
         last = {"exit_code": exit_code, "message": message, "ended": time.time()}
-        async with self._lock, self._conn.transaction():
+        async with self._using(), self._conn.transaction():
             await self._write_samples()
             if self._run_id is not None:
                 await self._conn.execute(
@@ -689,7 +701,7 @@ class PostgresStore:
     # ---------------------------------------------------------------- writing
 
     async def reset_failed(self) -> int:
-        async with self._lock, self._conn.transaction():
+        async with self._using(), self._conn.transaction():
             rows = await self._conn.fetch(
                 "UPDATE task SET state = 0, owner = NULL, at = NULL "
                 "WHERE crawl = $1 AND state = $2 RETURNING op",
@@ -714,7 +726,7 @@ class PostgresStore:
         import asyncpg
 
         started, cpu = time.perf_counter(), time.thread_time()
-        async with self._lock:
+        async with self._using(" while committing"):
             for attempt in range(DEADLOCK_RETRIES + 1):
                 delta: Counter[tuple[Op, State]] = Counter()
                 written: Counter[str] = Counter()
@@ -727,11 +739,6 @@ class PostgresStore:
                     # unchanged, so it is simply applied again.
                     if attempt == DEADLOCK_RETRIES:
                         raise
-                except _connection_errors() as exc:
-                    raise CrawlerError(
-                        f"store.dsn {self._redacted}: lost the database while committing "
-                        f"({_reason(exc)}); rerun to resume: nothing committed is lost"
-                    ) from None
         self._commit_gen += 1
         if on_new is not None:
             on_new(leased)
