@@ -124,6 +124,8 @@ class GroupCommitter:
         """The commit loop; it ends after ``close`` once everything is committed."""
         try:
             await self._loop()
+        except CrawlerError as exc:  # a refill's claim lost the store: its own one line
+            self._fail(exc)
         except Exception as exc:
             log.exception("the committer failed")
             self._fail(CrawlerError(f"checkpoint failed: {exc}"))
