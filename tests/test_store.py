@@ -21,7 +21,7 @@ from crawler.core.timeseries import Sample
 from crawler.store.base import Store, pending
 from crawler.store.lock import CheckpointLocked
 from crawler.store.plan import plan_commit
-from crawler.store.postgres import LeaseLost, PostgresStore
+from crawler.store.postgres import SCHEMA_VERSION, LeaseLost, PostgresStore
 from crawler.store.sqlite import SqliteStore
 from tests.pg import redacted
 
@@ -214,7 +214,8 @@ async def test_a_newer_schema_is_refused_by_every_command(pg_database: str) -> N
     finally:
         await conn.close()
     for fingerprint, readonly in ((FP, False), (None, True)):
-        with pytest.raises(CheckpointError, match="schema 99, not 2: use a newer spotify-crawler"):
+        newer = f"schema 99, not {SCHEMA_VERSION}: use a newer spotify-crawler"
+        with pytest.raises(CheckpointError, match=newer):
             await PostgresStore.open(pg_database, "db", "c", fingerprint, readonly=readonly)
 
 
@@ -321,7 +322,16 @@ async def test_a_claim_on_a_lost_connection_is_one_line(pg_database: str) -> Non
         await store.close()
 
 
-SCHEMA_1_RECORDS = """
+# A database as schema 2 left it: claimable tasks marked by an index, no queue table.
+PG_SCHEMA_2 = """
+DROP TABLE queue;
+CREATE INDEX task_free ON task(crawl, op, id) WHERE state = 0 AND owner IS NULL;
+ALTER TABLE task RESET (fillfactor);
+UPDATE store_meta SET value = '2' WHERE key = 'schema_version';
+"""
+PG_SCHEMA_1 = (
+    PG_SCHEMA_2
+    + """
 DROP TABLE chunk;
 CREATE TABLE record(
     crawl integer NOT NULL REFERENCES crawl ON DELETE CASCADE,
@@ -332,6 +342,7 @@ ALTER TABLE task ADD CONSTRAINT task_crawl_fkey FOREIGN KEY (crawl) REFERENCES c
     ON DELETE CASCADE;
 UPDATE store_meta SET value = '1' WHERE key = 'schema_version';
 """
+)
 
 
 async def test_a_schema_1_database_is_migrated_in_place(pg_database: str, tmp_path: Path) -> None:
@@ -342,7 +353,7 @@ async def test_a_schema_1_database_is_migrated_in_place(pg_database: str, tmp_pa
     await (await PostgresStore.open(pg_database, "db", "c", FP)).close()
     conn = await asyncpg.connect(pg_database)
     try:
-        await conn.execute(SCHEMA_1_RECORDS)
+        await conn.execute(PG_SCHEMA_1)
         crawl = await conn.fetchval("SELECT id FROM crawl WHERE name = 'c'")
         artists, albums = STREAMS.index("artists"), STREAMS.index("albums")
         rows = [(artists, 2, 1, b'{"id":"c"}'), (artists, 1, 2, b'{"id":"b"}')]
@@ -352,7 +363,8 @@ async def test_a_schema_1_database_is_migrated_in_place(pg_database: str, tmp_pa
         )
     finally:
         await conn.close()
-    with pytest.raises(CheckpointError, match="schema 1, not 2: run `spotify-crawler crawl`"):
+    older = f"schema 1, not {SCHEMA_VERSION}: run `spotify-crawler crawl`"
+    with pytest.raises(CheckpointError, match=older):
         await PostgresStore.open(pg_database, "db", "c", None, readonly=True)
     store = await PostgresStore.open(pg_database, "db", "c", FP)
     try:
@@ -373,6 +385,32 @@ async def test_a_schema_1_database_is_migrated_in_place(pg_database: str, tmp_pa
             await conn.close()
     finally:
         await store.close()
+
+
+async def test_a_schema_2_database_is_migrated_in_place(pg_database: str) -> None:
+    """Schema 2's claimable tasks (pending, leased to nobody) are what the queue holds after
+    the migration: not the done ones, not those a live worker holds."""
+    import asyncpg
+
+    holder = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        a, b = await commit(holder, room=2, seeds=[(Op.ALBUM, k) for k in "abcde"])
+        await commit(holder, [Outcome(states=[(a, State.DONE)])])
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute(PG_SCHEMA_2)
+        finally:
+            await conn.close()
+        store = await PostgresStore.open(pg_database, "db", "c", FP)
+        try:
+            claimed = await store.claim(Op.ALBUM, 10)
+            assert keys(claimed) == [(Op.ALBUM, k) for k in "cde"]
+            assert await store.claim(Op.ALBUM, 10) == []
+        finally:
+            await store.close()
+        await commit(holder, [Outcome(states=[(b, State.DONE)])])  # its lease survived
+    finally:
+        await holder.close()
 
 
 # ------------------------------------------------------------------ SQLite + JSON lines
