@@ -185,11 +185,17 @@ ALTER TABLE task SET (fillfactor = 50);
 # What `crawl` runs, under the schema lock, on a database of an older schema.
 _MIGRATIONS = {"1": _MIGRATE_1 + _MIGRATE_2, "2": _MIGRATE_2}
 
-# A worker is alive while its session holds its advisory lock (SIGKILL ends both at once).
-_LIVE = f"""EXISTS (SELECT FROM pg_locks l
+
+def _live(worker: str) -> str:
+    """SQL: the worker whose id is in the column ``worker`` is alive, i.e. its session holds
+    its advisory lock (SIGKILL ends both at once)."""
+    return f"""EXISTS (SELECT FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND l.classid = {LOCK_NAMESPACE} AND l.objid = w.id AND l.objsubid = 2)"""
+      AND l.classid = {LOCK_NAMESPACE} AND l.objid = {worker} AND l.objsubid = 2)"""
+
+
+_LIVE = _live("w.id")
 # Whose leases may be freed: workers of the crawl that have not ended and whose lock nobody
 # holds (a few rows: the worker table, not the tasks).
 _LOCKLESS_OWNERS = f"""
@@ -488,10 +494,7 @@ class PostgresStore:
             return
         freed = await conn.execute(
             _requeue(
-                "crawl = $1 AND state = 0 AND owner = ANY($2) AND NOT EXISTS (SELECT FROM "
-                f"pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = "
-                f"{LOCK_NAMESPACE} AND l.objid = task.owner AND l.objsubid = 2 AND l.database "
-                "= (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                f"crawl = $1 AND state = 0 AND owner = ANY($2) AND NOT {_live('task.owner')}",
                 "owner = NULL",
             ),
             self._crawl,
@@ -960,7 +963,7 @@ class PostgresStore:
             self._crawl,
             streams,
             counts,
-            [b"".join(line + b"\n" for line in lines) for lines in by_stream.values()],
+            [b"\n".join(lines) + b"\n" for lines in by_stream.values()],
         )
         await self._conn.execute(
             "INSERT INTO written(worker, stream, n) "
