@@ -78,6 +78,11 @@ WORKERS_LATENCY_MS = 200
 # with a small catalog the crawl is bound by its critical path (hops × latency), not by
 # the requests in flight, and more processes cannot help.
 WORKERS_ARTISTS = (1000, 200)
+# The simulator stands in for Spotify's servers, whose CPU is not on this machine; rendering
+# the 1,000-artist catalog cold costs it ~27 CPU s per crawl, taken from the same two cores as
+# the crawlers and PostgreSQL. The workers scenario keeps the whole catalog (~560 MB rendered)
+# in its cache, filled by an untimed crawl, so that every timed run finds it equally warm.
+WORKERS_CACHE_MB = 1024
 RATELIMIT_ARTISTS = (400, 200)  # (full, --quick): ≥ 3,000 and ≥ 1,500 API calls
 SCALE_ARTISTS = (6500, 1000)  # 6,500 artists → 1,037,374 tracks from the first artist
 ON_POSTGRES = "ours, PostgreSQL store"  # the scale scenario's --store postgres variant
@@ -744,7 +749,13 @@ def workers(bench: Bench) -> Report:
     counts = (1, 2, 4)
     runs: dict[int, list[Run]] = {n: [] for n in counts}
     admin = _bench_dsn()
-    with Sim(SimSpec(artists, SEED, SimConfig(latency_ms=WORKERS_LATENCY_MS))) as sim:
+    spec = SimSpec(artists, SEED, SimConfig(latency_ms=WORKERS_LATENCY_MS), WORKERS_CACHE_MB)
+    with Sim(spec) as sim:
+        with _scratch_ledger(admin) as dsn:
+            warm, _ = _one_crawl_many_processes(bench, sim, truth, counts[-1], dsn, "warm-up")
+        bench.log(
+            f"workers warm-up (untimed): {warm.wall_s:.1f} s, simulator {warm.sim_cpu_s:.1f} s CPU"
+        )
         for i in range(bench.args.runs):
             for n in counts:
                 with _scratch_ledger(admin) as dsn:
@@ -762,6 +773,8 @@ def workers(bench: Bench) -> Report:
             _med(rs, lambda r: r.wall_s),
             one / _med(rs, lambda r: r.wall_s),
             _med(rs, lambda r: r.cpu_s),
+            _med(rs, lambda r: r.other_cpu_s),
+            _med(rs, lambda r: r.sim_cpu_s),
             int(_med(rs, lambda r: r.calls)),
             int(_med(rs, lambda r: r.peak_in_flight)),
             _med(rs, lambda r: r.max_rss_mb),
@@ -780,7 +793,9 @@ def workers(bench: Bench) -> Report:
             "correct",
             "wall s",
             "speed-up",
-            "CPU s (all)",
+            "CPU s (crawlers)",
+            "CPU s (server, rest)",
+            "CPU s (simulator)",
             "API calls",
             "peak in flight",
             "peak RSS MB (one)",
@@ -796,6 +811,11 @@ def workers(bench: Bench) -> Report:
         [
             "each run: a fresh database; wall = from starting the processes together to the "
             "last one's exit (each waits until nothing is pending anywhere)",
+            f"the simulator's cache holds the whole catalog ({WORKERS_CACHE_MB} MB), filled by "
+            f"an untimed crawl of {counts[-1]} processes ({warm.wall_s:.1f} s, simulator "
+            f"{warm.sim_cpu_s:.1f} CPU s cold): the real API's CPU is not on this machine",
+            "CPU s (server, rest) = the machine's busy time less the crawlers' and the "
+            "simulator's: PostgreSQL's server, mostly",
         ],
     )
 

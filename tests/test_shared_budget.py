@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from crawler.cli.crawl import BUDGET_DSN_ENV
 from crawler.core.config import load_config
 from crawler.core.errors import AllAccountsParked, CrawlerError
 from crawler.sim.catalog import Catalog
-from crawler.store.pg_budget import PgLedger
+from crawler.store.pg_budget import PgLedger, _Due, _Grant
 from tests.crawlkit import assert_ground_truth, expected, start_crawl, write_config
 from tests.test_ratelimit import busiest_window
 
@@ -75,6 +78,38 @@ async def at_least(dsn: str, sql: str, value: float) -> bool:
 
 def count(dsn: str, table: str, rows: int) -> Awaitable[bool]:
     return at_least(dsn, f"SELECT count(*) FROM {table}", rows)
+
+
+def test_grants_kept_as_arithmetic_spend_and_lose_the_slots_one_by_one_would() -> None:
+    """A grant is its slots' formula, not a slot per item; spending and expiring it must give
+    the same slot, the same count and the same losses as the slots listed one by one
+    (at, lost after), at times between, on and around the slots' own."""
+    rng = random.Random(7)
+    for _ in range(300):
+        due, listed = _Due(), deque[tuple[float, float]]()
+        t = rng.uniform(0, 1000)
+        for _ in range(rng.randint(1, 4)):
+            first, spacing = t + rng.uniform(-0.5, 0.5), rng.choice([1e-5, 3e-5, 0.01, 0.1])
+            k, grace = rng.randint(1, 3000), rng.uniform(0.05, 1.0)
+            answered = t + rng.uniform(0, 0.2)
+            due.add(_Grant(first, spacing, k, answered, grace))
+            listed.extend(
+                (first + j * spacing, max(first + j * spacing, answered) + grace) for j in range(k)
+            )
+            t = max(t, listed[-1][0])
+        now = listed[0][0] - 0.1
+        while listed:
+            while listed and listed[0][1] < now:
+                listed.popleft()
+            due.expire(now)
+            assert len(due) == len(listed)
+            assert due.next_at() == (listed[0][0] if listed else None)
+            if listed and listed[0][0] <= now and rng.random() < 0.7:
+                listed.popleft()
+                due.pop()
+            now = rng.choice([now + rng.uniform(0, 0.05), listed[0][1] if listed else now])
+            if rng.random() < 0.1:
+                now = math.nextafter(now, math.inf)
 
 
 async def test_no_window_holds_more_than_the_rate_summed_over_every_process(

@@ -171,6 +171,69 @@ class SharedBudget(Budget):
         self._probe_step, self._probed = row["probe_step"], row["probed"]
 
 
+@dataclass
+class _Grant:
+    """``k`` send slots ``spacing`` apart from ``first`` (local clock), of which ``i`` are
+    used or lost; slot j is lost ``grace`` after its time, or after the answer that granted
+    it if it was due by then. Kept as arithmetic, not a slot per item: a grant at a high rate
+    is thousands of slots, most of which expire unused."""
+
+    first: float
+    spacing: float
+    k: int
+    answered: float
+    grace: float
+    i: int = 0
+
+    def at(self) -> float:
+        return self.first + self.i * self.spacing
+
+    def expire(self, now: float) -> None:
+        """Skip the slots lost by ``now`` (a prefix: their expiry grows with j)."""
+        if self.answered + self.grace >= now:
+            return  # none lost yet: no slot expires before the answer's grace
+        lost = min(self.k, max(0, math.ceil((now - self.grace - self.first) / self.spacing)))
+        # The division may round either way by a step: settle on the exact first survivor.
+        while lost < self.k and self.first + lost * self.spacing + self.grace < now:
+            lost += 1
+        while lost > 0 and self.first + (lost - 1) * self.spacing + self.grace >= now:
+            lost -= 1
+        self.i = max(self.i, lost)
+
+
+class _Due:
+    """The unspent slots of this process's grants, in time order."""
+
+    def __init__(self) -> None:
+        self._grants: deque[_Grant] = deque()
+
+    def __len__(self) -> int:
+        return sum(g.k - g.i for g in self._grants)
+
+    def add(self, grant: _Grant) -> None:
+        self._grants.append(grant)
+
+    def expire(self, now: float) -> None:
+        grants = self._grants
+        while grants:
+            grants[0].expire(now)
+            if grants[0].i < grants[0].k:
+                return
+            grants.popleft()
+
+    def next_at(self) -> float | None:
+        return self._grants[0].at() if self._grants else None
+
+    def pop(self) -> None:
+        grant = self._grants[0]
+        grant.i += 1
+        if grant.i == grant.k:
+            self._grants.popleft()
+
+    def clear(self) -> None:
+        self._grants.clear()
+
+
 @dataclass(eq=False)
 class PgSlots:
     """An account's slots as granted to this process, and what it has to tell the row."""
@@ -182,7 +245,7 @@ class PgSlots:
     wake: Callable[[], None]
     budget: SharedBudget | None = None
     log: SendLog = field(init=False)
-    due: deque[tuple[float, float]] = field(default_factory=deque)  # (at, expires), local
+    due: _Due = field(default_factory=_Due)
     unsent_accepted: list[float] = field(default_factory=list)  # local send times
     wanted: bool = False
     adopted: bool = False  # the row's state is this process's: it may send
@@ -208,17 +271,16 @@ class PgSlots:
             return None
         if budget == math.inf:  # a slow start: the in-flight allowance alone bounds it
             return 0.0
-        while self.due and self.due[0][1] < now:
-            self.due.popleft()  # expired: sent now it could crowd a later window
+        self.due.expire(now)  # a slot sent late could crowd a later window
         if len(self.due) <= 1:
             self._want()
-        if not self.due:
-            return None
-        return max(0.0, self.due[0][0] - now)
+        at = self.due.next_at()
+        return None if at is None else max(0.0, at - now)
 
     def take(self, now: float) -> None:
-        if self.due and self.due[0][0] <= now:
-            self.due.popleft()
+        at = self.due.next_at()
+        if at is not None and at <= now:
+            self.due.pop()
         self.log.times.append(now)
         self.ensure_running()
 
@@ -469,9 +531,7 @@ class PgLedger:
         # Mapped from after the answer, a slot is late by up to the round trip, never early.
         first = t1 + granted["first_slot"] - granted["db_now"]
         grace = slots.slack_s / 2 - (t1 - t0)
-        for i in range(k):
-            at = first + i * spacing
-            slots.due.append((at, max(at, t1) + grace))
+        slots.due.add(_Grant(first, spacing, k, t1, grace))
 
     async def _park(self, name: str, delay_s: float, quota_exceeded: bool) -> None:
         slots = self._slots[name]
