@@ -322,13 +322,53 @@ async def test_a_claim_on_a_lost_connection_is_one_line(pg_database: str) -> Non
         await store.close()
 
 
-# A database as schema 2 left it: claimable tasks marked by an index, no queue table.
-PG_SCHEMA_2 = """
+async def test_a_server_lost_while_opening_is_one_line(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process starting while the server restarts (the chaos soak's database restart met a
+    process being started) stops with the resumable one-liner, not a traceback."""
+    import asyncpg
+
+    load = PostgresStore._load
+
+    async def load_after_a_restart(self: PostgresStore) -> None:
+        other = await asyncpg.connect(pg_database)
+        try:
+            await other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await other.close()
+        await load(self)
+
+    monkeypatch.setattr(PostgresStore, "_load", load_after_a_restart)
+    lost = r"lost the database while opening the crawl \(.*\); rerun to resume"
+    with pytest.raises(CrawlerError, match=lost):
+        await PostgresStore.open(pg_database, "db", "c", FP)
+
+
+# A database as schema 3 left it: audio-features tasks in rows of their own (op 4), which
+# their queue rows point at.
+PG_SCHEMA_3 = """
+INSERT INTO task(crawl, op, key, state, owner)
+SELECT crawl, 4, key, features, fowner FROM task WHERE features IS NOT NULL ORDER BY id;
+UPDATE queue q SET id = f.id FROM task t JOIN task f ON f.crawl = t.crawl AND f.op = 4
+   AND f.key = t.key
+ WHERE q.op = 4 AND q.id = t.id AND t.op = 3;
+ALTER TABLE task DROP COLUMN features, DROP COLUMN fowner;
+UPDATE store_meta SET value = '3' WHERE key = 'schema_version';
+"""
+# ... and schema 2: claimable tasks marked by an index, no queue table.
+PG_SCHEMA_2 = (
+    PG_SCHEMA_3
+    + """
 DROP TABLE queue;
 CREATE INDEX task_free ON task(crawl, op, id) WHERE state = 0 AND owner IS NULL;
 ALTER TABLE task RESET (fillfactor);
 UPDATE store_meta SET value = '2' WHERE key = 'schema_version';
 """
+)
 PG_SCHEMA_1 = (
     PG_SCHEMA_2
     + """
@@ -409,6 +449,52 @@ async def test_a_schema_2_database_is_migrated_in_place(pg_database: str) -> Non
         finally:
             await store.close()
         await commit(holder, [Outcome(states=[(b, State.DONE)])])  # its lease survived
+    finally:
+        await holder.close()
+
+
+async def test_a_schema_3_database_is_migrated_in_place(pg_database: str) -> None:
+    """Schema 3's features tasks (rows of their own) move into their tracks' rows: a done one
+    stays done, a queued one is claimable under its track's key, a live worker's lease
+    survives, and the tracks' own tasks are untouched."""
+    import asyncpg
+
+    holder = await PostgresStore.open(pg_database, "db", "c", FP)
+    try:
+        found = Outcome(discovered=[(Op.TRACK, k) for k in ("t1", "t2", "t3")])
+        lease = {Op.TRACK: 3, Op.FEATURES: 2}
+        new = await holder.commit(plan_commit([found], lease=lease, features_from_tracks=True))
+        by_key = {(t.op, t.key): t for t in new}
+        assert sorted(by_key) == [(Op.TRACK, k) for k in ("t1", "t2", "t3")] + [
+            (Op.FEATURES, k) for k in ("t1", "t2")
+        ]
+        done = [(by_key[(Op.FEATURES, "t1")], State.DONE), (by_key[(Op.TRACK, "t2")], State.DONE)]
+        await holder.commit(plan_commit([Outcome(states=done)]))
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute(PG_SCHEMA_3)
+            assert await conn.fetchval("SELECT count(*) FROM task WHERE op = 4") == 3
+        finally:
+            await conn.close()
+        store = await PostgresStore.open(pg_database, "db", "c", FP)
+        try:
+            assert keys(await store.claim(Op.FEATURES, 10)) == [(Op.FEATURES, "t3")]
+            assert await store.claim(Op.TRACK, 10) == []
+            states = await store.states(
+                [(Op.FEATURES, k) for k in ("t1", "t2", "t3")] + [(Op.TRACK, "t2")]
+            )
+            assert states == {
+                (Op.FEATURES, "t1"): State.DONE,
+                (Op.FEATURES, "t2"): State.PENDING,
+                (Op.FEATURES, "t3"): State.PENDING,
+                (Op.TRACK, "t2"): State.DONE,
+            }
+        finally:
+            await store.close()
+        # The leases survived: the holder settles what it held (a short count would raise).
+        settled = [(by_key[(Op.FEATURES, "t2")], State.DONE)]
+        settled += [(by_key[(Op.TRACK, k)], State.DONE) for k in ("t1", "t3")]
+        await holder.commit(plan_commit([Outcome(states=settled)]))
     finally:
         await holder.close()
 

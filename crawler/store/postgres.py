@@ -38,9 +38,9 @@ import os
 import socket
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -54,9 +54,10 @@ from crawler.store.base import CommitGroup, StoreCost
 from crawler.store.plan import changed_keys, within_budget
 from crawler.store.sqlite import THIN_AFTER, THIN_EVERY
 
-# 3: the claimable tasks in a queue table, so claims and settles are HOT updates;
-# 2: records in one chunk per commit and stream; 1: a row per line.
-SCHEMA_VERSION = 3
+# 4: a track's audio-features task in the track's row; 3: the claimable tasks in a queue
+# table, so claims and settles are HOT updates; 2: records in one chunk per commit and
+# stream; 1: a row per line.
+SCHEMA_VERSION = 4
 # Advisory-lock namespaces (the two-int form: classid, objid). "SCRW" in ASCII.
 LOCK_NAMESPACE = 0x53435257
 SCHEMA_LOCK = 0
@@ -68,6 +69,7 @@ GRACE_S = 2.0  # how long an owner's lock must be gone before its leases are fre
 CONNECT_TIMEOUT_S = 10.0
 _STREAM_IDS = {stream: i for i, stream in enumerate(STREAMS)}
 _decode_sample = msgspec.json.Decoder(Sample).decode
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_meta(key text PRIMARY KEY, value text NOT NULL);
@@ -88,9 +90,14 @@ CREATE TABLE IF NOT EXISTS task(
     key text COLLATE "C" NOT NULL,
     state smallint NOT NULL DEFAULT 0,
     owner integer,
-    at double precision  -- when it was committed finished (epoch s): the records' fetched_at
+    at double precision,  -- when it was committed finished (epoch s): the records' fetched_at
+    -- A track's audio-features task (1:1 with it, as in the SQLite store): its state, NULL if
+    -- it has none, and its lease. A row of its own cost an insert and two index entries per
+    -- track, half the tasks of a crawl.
+    features smallint,
+    fowner integer
 ) WITH (
-    -- Every task is updated once or twice: vacuum and analyze with the crawl's growth, not
+    -- Every task is updated two to four times: vacuum and analyze with the crawl's growth, not
     -- only after a fifth of the table has changed.
     autovacuum_vacuum_scale_factor = 0.05,
     autovacuum_analyze_scale_factor = 0.05,
@@ -182,8 +189,33 @@ INSERT INTO queue(crawl, op, id) SELECT crawl, op, id FROM task WHERE state = 0 
 DROP INDEX IF EXISTS task_free;
 ALTER TABLE task SET (fillfactor = 50);
 """
+# Schema 3 kept audio-features tasks in rows of their own (op 4): they move into their
+# tracks' rows, leases and all, and their queue rows point at those rows.
+_MIGRATE_3 = """
+ALTER TABLE task ADD COLUMN IF NOT EXISTS features smallint,
+                 ADD COLUMN IF NOT EXISTS fowner integer;
+UPDATE task t SET features = f.state, fowner = f.owner FROM task f
+ WHERE f.op = 4 AND t.crawl = f.crawl AND t.op = 3 AND t.key = f.key;
+UPDATE queue q SET id = t.id FROM task f JOIN task t ON t.crawl = f.crawl AND t.op = 3
+   AND t.key = f.key
+ WHERE q.op = 4 AND f.crawl = q.crawl AND f.op = 4 AND f.id = q.id;
+DELETE FROM task WHERE op = 4;
+"""
 # What `crawl` runs, under the schema lock, on a database of an older schema.
-_MIGRATIONS = {"1": _MIGRATE_1 + _MIGRATE_2, "2": _MIGRATE_2}
+_MIGRATIONS = {
+    "1": _MIGRATE_1 + _MIGRATE_2 + _MIGRATE_3,
+    "2": _MIGRATE_2 + _MIGRATE_3,
+    "3": _MIGRATE_3,
+}
+# A task's state and lease columns, and the op its queue rows carry: its own, or (audio
+# features) the track row's second pair.
+_TASK_COLUMNS = ("state", "owner", "op")
+_FEATURES_COLUMNS = ("features", "fowner", str(int(Op.FEATURES)))
+_LEASE_COLUMNS = (_TASK_COLUMNS, _FEATURES_COLUMNS)
+
+
+def _columns(op: Op) -> tuple[str, str, str]:
+    return _FEATURES_COLUMNS if op is Op.FEATURES else _TASK_COLUMNS
 
 
 def _live(worker: str) -> str:
@@ -263,13 +295,29 @@ def _first_pending(keys: Sequence[str], states: Mapping[str, State], space: int)
     return marks
 
 
-def _requeue(where: str, assignments: str) -> str:
-    """An update of tasks that leaves them claimable, with their queue rows in the same
-    statement (its status, ``INSERT 0 n``, counts them)."""
+def _requeue(where: str, assignments: str, op: str = "op") -> str:
+    """An update of tasks that leaves them claimable, with their queue rows (of op ``op``, a
+    column or a number) in the same statement (its status, ``INSERT 0 n``, counts them)."""
     return (
-        f"WITH f AS (UPDATE task SET {assignments} WHERE {where} RETURNING crawl, op, id) "
+        f"WITH f AS (UPDATE task SET {assignments} WHERE {where} RETURNING crawl, {op} AS op, id) "
         "INSERT INTO queue(crawl, op, id) SELECT crawl, op, id FROM f"
     )
+
+
+async def _again_on_deadlock(attempt: Callable[[], Awaitable[T]]) -> T:
+    """A transaction the server aborted to break a deadlock, or a serialization failure, run
+    again as it was: the lock order (rows by id, keys in one order) makes them unexpected,
+    not impossible."""
+    import asyncpg
+
+    retries = DEADLOCK_RETRIES
+    while True:
+        try:
+            return await attempt()
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            if not retries:
+                raise
+            retries -= 1
 
 
 def _lost(redacted: str, exc: BaseException, doing: str = "") -> CrawlerError:
@@ -342,10 +390,12 @@ class PostgresStore:
             if not readonly:
                 await self._register()
             await self._load()
-        except BaseException:
+        except BaseException as exc:
             for c in (conn, watch_conn):
                 if c is not None:
                     c.terminate()
+            if isinstance(exc, _connection_errors()):  # a server restarting as we start
+                raise _lost(redacted, exc, " while opening the crawl") from None
             raise
         return self
 
@@ -492,20 +542,25 @@ class PostgresStore:
         still free, in the same statement)."""
         if not owners:
             return
-        freed = await conn.execute(
-            _requeue(
-                f"crawl = $1 AND state = 0 AND owner = ANY($2) AND NOT {_live('task.owner')}",
-                "owner = NULL",
-            ),
-            self._crawl,
-            owners,
-        )
+        freed = [
+            await conn.execute(
+                _requeue(
+                    f"crawl = $1 AND {state} = 0 AND {owner} = ANY($2) "
+                    f"AND NOT {_live(f'task.{owner}')}",
+                    f"{owner} = NULL",
+                    op,
+                ),
+                self._crawl,
+                owners,
+            )
+            for state, owner, op in _LEASE_COLUMNS
+        ]
         await conn.execute(
             "UPDATE worker SET ended_at = $2 WHERE id = ANY($1) AND ended_at IS NULL",
             owners,
             time.time(),
         )
-        if freed != "INSERT 0 0":
+        if any(status != "INSERT 0 0" for status in freed):
             self._free = dict.fromkeys(Op, True)
 
     async def close(self) -> None:
@@ -519,11 +574,16 @@ class PostgresStore:
             # If this fails the worker stays "not ended", and recovery frees its leases.
             with contextlib.suppress(Exception):
                 async with self._using(), self._conn.transaction():
-                    await self._conn.execute(
-                        _requeue("crawl = $1 AND owner = $2 AND state = 0", "owner = NULL"),
-                        self._crawl,
-                        self.worker,
-                    )
+                    for state, owner, op in _LEASE_COLUMNS:
+                        await self._conn.execute(
+                            _requeue(
+                                f"crawl = $1 AND {owner} = $2 AND {state} = 0",
+                                f"{owner} = NULL",
+                                op,
+                            ),
+                            self._crawl,
+                            self.worker,
+                        )
                     await self._conn.execute(
                         "UPDATE worker SET ended_at = $2, leases = 0 WHERE id = $1",
                         self.worker,
@@ -561,10 +621,10 @@ class PostgresStore:
         if not self._free[op] or limit <= 0:
             return []
         async with self._using():
-            rows = await self._claim(op, limit, self._after[op])
+            rows = await _again_on_deadlock(lambda: self._claim(op, limit, self._after[op]))
             if len(rows) < limit and self._after[op]:
                 # Tasks freed by a recovery, or skipped while locked, lie behind the cursor.
-                rows += await self._claim(op, limit - len(rows), 0)
+                rows += await _again_on_deadlock(lambda: self._claim(op, limit - len(rows), 0))
         if len(rows) < limit:
             self._free[op] = False
         if rows:
@@ -580,8 +640,8 @@ class PostgresStore:
                 "WITH q AS (DELETE FROM queue WHERE crawl = $2 AND op = $3 AND id = ANY(ARRAY("
                 "SELECT id FROM queue WHERE crawl = $2 AND op = $3 AND id > $4 ORDER BY id "
                 "LIMIT $5 FOR UPDATE SKIP LOCKED)) RETURNING id), "
-                "c AS (UPDATE task SET owner = $1 WHERE id = ANY(ARRAY(SELECT id FROM q)) "
-                "RETURNING id, key), "
+                f"c AS (UPDATE task SET {_columns(op)[1]} = $1 "
+                "WHERE id = ANY(ARRAY(SELECT id FROM q)) RETURNING id, key), "
                 "w AS (UPDATE worker SET leases = leases + (SELECT count(*) FROM c) "
                 "WHERE id = $1) SELECT id, key FROM c",
                 self.worker,
@@ -598,10 +658,12 @@ class PostgresStore:
             wanted[op].append(key)
         found: dict[tuple[Op, str], State] = {}
         for op, op_keys in wanted.items():
+            state = _columns(op)[0]
             rows = await self._fetch(
-                "SELECT key, state FROM task WHERE crawl = $1 AND op = $2 AND key = ANY($3)",
+                f"SELECT key, {state} AS state FROM task WHERE crawl = $1 AND op = $2 "
+                f"AND key = ANY($3) AND {state} IS NOT NULL",
                 self._crawl,
-                int(op),
+                int(Op.TRACK if op is Op.FEATURES else op),
                 op_keys,
             )
             found.update(((op, r["key"]), State(r["state"])) for r in rows)
@@ -738,12 +800,20 @@ class PostgresStore:
 
     async def reset_failed(self) -> int:
         async with self._using(), self._conn.transaction():
-            rows = await self._conn.fetch(
-                _requeue("crawl = $1 AND state = $2", "state = 0, owner = NULL, at = NULL")
-                + " RETURNING op",
-                self._crawl,
-                int(State.FAILED),
-            )
+            rows = [
+                row
+                for state, owner, op in _LEASE_COLUMNS
+                for row in await self._conn.fetch(
+                    _requeue(
+                        f"crawl = $1 AND {state} = $2",
+                        f"{state} = 0, {owner} = NULL" + (", at = NULL" if op == "op" else ""),
+                        op,
+                    )
+                    + " RETURNING op",
+                    self._crawl,
+                    int(State.FAILED),
+                )
+            ]
             moved = Counter(Op(r["op"]) for r in rows)
             delta: Counter[tuple[Op, State]] = Counter()
             for op, n in moved.items():
@@ -759,22 +829,17 @@ class PostgresStore:
     async def commit(
         self, group: CommitGroup, on_new: Callable[[list[Task]], None] | None = None
     ) -> list[Task]:
-        import asyncpg
-
         started, cpu = time.perf_counter(), time.thread_time()
+
+        async def attempt() -> tuple[list[Task], Counter, Counter]:
+            delta: Counter[tuple[Op, State]] = Counter()
+            written: Counter[str] = Counter()
+            async with self._conn.transaction():
+                leased = await self._apply(group, time.time(), delta, written)
+            return leased, delta, written
+
         async with self._using(" while committing"):
-            for attempt in range(DEADLOCK_RETRIES + 1):
-                delta: Counter[tuple[Op, State]] = Counter()
-                written: Counter[str] = Counter()
-                try:
-                    async with self._conn.transaction():
-                        leased = await self._apply(group, time.time(), delta, written)
-                    break
-                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                    # The lock order makes these unexpected, not impossible: the group is
-                    # unchanged, so it is simply applied again.
-                    if attempt == DEADLOCK_RETRIES:
-                        raise
+            leased, delta, written = await _again_on_deadlock(attempt)
         self._commit_gen += 1
         if on_new is not None:
             on_new(leased)
@@ -822,28 +887,37 @@ class PostgresStore:
         recovery clear the owner), so ``owner = worker`` alone is the fence, and the join's
         only path is the primary key, one probe per id. (With ``state = 0`` and an index of
         pending tasks, the planner, misled by the statistics of a young table, drove the
-        join from that index: every pending task against every id, seconds per commit.)"""
-        ids: list[int] = []
-        states: list[int] = []
+        join from that index: every pending task against every id, seconds per commit.)
+
+        A track and its features task share a row, so each row is updated once, for either
+        or both (NULL: the other is not settled here), and rows go in id order: commits and
+        claims of different workers on one row then lock rows in one order."""
+        rows: dict[int, list[int | None]] = {}
         for state, tasks in group.settled.items():
             for task in tasks:
-                ids.append(task.seq)
-                states.append(int(state))
+                rows.setdefault(task.seq, [None, None])[task.op is Op.FEATURES] = int(state)
                 delta[(task.op, State.PENDING)] -= 1
                 delta[(task.op, state)] += 1
-        if not ids:
+        if not rows:
             return
+        ids = sorted(rows)
         done = int(State.DONE)
         result = await self._conn.execute(
-            "UPDATE task SET state = u.state, owner = NULL, "
-            "at = CASE WHEN u.state = $4 THEN $3::double precision END "
-            "FROM unnest($1::bigint[], $2::smallint[]) AS u(id, state) "
-            "WHERE task.id = u.id AND task.owner = $5",
+            "UPDATE task SET state = coalesce(u.state, task.state), "
+            "owner = CASE WHEN u.state IS NULL THEN task.owner END, "
+            "at = CASE WHEN u.state IS NULL THEN task.at "
+            "WHEN u.state = $4 THEN $3::double precision END, "
+            "features = coalesce(u.f, task.features), "
+            "fowner = CASE WHEN u.f IS NULL THEN task.fowner END "
+            "FROM unnest($1::bigint[], $2::smallint[], $6::smallint[]) AS u(id, state, f) "
+            "WHERE task.id = u.id AND (u.state IS NULL OR task.owner = $5) "
+            "AND (u.f IS NULL OR task.fowner = $5)",
             ids,
-            states,
+            [rows[i][0] for i in ids],
             now,
             done,
             self.worker,
+            [rows[i][1] for i in ids],
         )
         if int(result.split()[-1]) != len(ids):
             raise LeaseLost(
@@ -866,21 +940,19 @@ class PostgresStore:
         room = {op: max(0, n) for op, n in group.lease.items()}
         leased: list[Task] = []
         records: list[tuple[str, Any]] = []
-        features = group.features_from_tracks
         for op in sorted(fresh.keys() | group.born_done.keys()):
             states = dict.fromkeys(fresh.get(op, ()), State.PENDING)
             born = group.born_done.get(op, {})
             states.update((k, State.DONE) for k in born if k not in states)
-            rows = await self._insert_keys(op, states, now, room, leased)
+            features = op is Op.TRACK and group.features_from_tracks
+            rows = await self._insert_keys(op, states, now, room, leased, features)
             records.extend(
                 line for k, line in born.items() if k in rows and states[k] is State.DONE
             )
             for key in rows:
                 delta[(op, states[key])] += 1
-            if op is Op.TRACK and features:
-                keys = dict.fromkeys(rows, State.PENDING)
-                created = await self._insert_keys(Op.FEATURES, keys, 0.0, room, leased)
-                delta[(Op.FEATURES, State.PENDING)] += len(created)
+            if features:
+                delta[(Op.FEATURES, State.PENDING)] += len(rows)
         return sorted(leased, key=lambda t: t.seq), records
 
     async def _insert_keys(
@@ -890,28 +962,33 @@ class PostgresStore:
         now: float,
         room: dict[Op, int],
         leased: list[Task],
+        features: bool,
     ) -> set[str]:
-        """Insert the keys not known yet (a task born done gets ``now`` as its time); return
-        them. The first pending ones, as many as ``room[op]`` has space for, go in leased to
-        this worker (added to ``leased``): one row version each, not an insert and then an
-        update, which would leave a dead version and three dead index entries per task. They
-        are leased even while older tasks of ``op`` wait to be claimed: unlike SQLite's cursor,
-        leases here need no order, and queueing new tasks behind a backlog made nearly every
-        task a claim (285,000 claimed of 335,000 in a 1,000-artist crawl)."""
+        """Insert the keys not known yet (a task born done gets ``now`` as its time), each
+        new track with a pending features task if ``features``; return them. The first
+        pending ones, as many as ``room`` has space for (per op), go in leased to this worker
+        (added to ``leased``): one row version each, not an insert and then an update, which
+        would leave a dead version and three dead index entries per task. They are leased
+        even while older tasks of their op wait to be claimed: unlike SQLite's cursor, leases
+        here need no order, and queueing new tasks behind a backlog made nearly every task a
+        claim (285,000 claimed of 335,000 in a 1,000-artist crawl)."""
         if not states:
             return set()
         keys = sorted(states)
-        space = room.get(op, 0)
+        space, features_space = room.get(op, 0), room.get(Op.FEATURES, 0) if features else 0
         rows = await self._conn.fetch(
-            "WITH t AS (INSERT INTO task(crawl, op, key, state, at, owner) "
+            "WITH t AS (INSERT INTO task(crawl, op, key, state, at, owner, features, fowner) "
             "SELECT $1, $2, k, s, CASE WHEN s = 0 THEN NULL ELSE $3::double precision END, "
-            "CASE WHEN m THEN $7::integer END "
+            "CASE WHEN m THEN $7::integer END, CASE WHEN $8::boolean THEN 0 END, "
+            "CASE WHEN n <= $9 THEN $7::integer END "
             "FROM unnest($4::text[], $5::smallint[], $6::boolean[]) WITH ORDINALITY "
             "AS u(k, s, m, n) ORDER BY n "
-            "ON CONFLICT (crawl, op, key) DO NOTHING RETURNING id, key, state, owner), "
-            "q AS (INSERT INTO queue(crawl, op, id) SELECT $1, $2, id FROM t "
-            "WHERE state = 0 AND owner IS NULL) "
-            "SELECT id, key, owner IS NOT NULL FROM t",
+            "ON CONFLICT (crawl, op, key) DO NOTHING "
+            "RETURNING id, key, state, owner, features, fowner), "
+            "q AS (INSERT INTO queue(crawl, op, id) "
+            "SELECT $1, $2, id FROM t WHERE state = 0 AND owner IS NULL UNION ALL "
+            f"SELECT $1, {int(Op.FEATURES)}, id FROM t WHERE features = 0 AND fowner IS NULL) "
+            "SELECT id, key, owner IS NOT NULL, fowner IS NOT NULL FROM t",
             self._crawl,
             int(op),
             now,
@@ -919,12 +996,20 @@ class PostgresStore:
             [int(states[k]) for k in keys],
             _first_pending(keys, states, space),
             self.worker,
+            features,
+            features_space,
         )
         mine = [Task(r[0], op, r[1]) for r in rows if r[2]]
         leased.extend(mine)
         room[op] = space - len(mine)
         if len(mine) < sum(1 for r in rows if states[r[1]] is State.PENDING):
             self._free[op] = True  # some new tasks are left for anyone to claim
+        if features:
+            theirs = [Task(r[0], Op.FEATURES, r[1]) for r in rows if r[3]]
+            leased.extend(theirs)
+            room[Op.FEATURES] = features_space - len(theirs)
+            if len(theirs) < len(rows):
+                self._free[Op.FEATURES] = True
         return {r[1] for r in rows}
 
     async def _within_budget(self, keys: list[str], budget: int) -> list[str]:
@@ -951,9 +1036,10 @@ class PostgresStore:
     async def _write_records(self, records: list[tuple[str, Any]], written: Counter) -> None:
         if not records:
             return
-        by_stream: defaultdict[str, list[bytes]] = defaultdict(list)
+        # Lines as they came (bytes, msgspec.Raw, memoryview): the join copies each once.
+        by_stream: defaultdict[str, list[Any]] = defaultdict(list)
         for stream, line in records:
-            by_stream[stream].append(bytes(line))
+            by_stream[stream].append(line)
         streams = [_STREAM_IDS[s] for s in by_stream]
         counts = [len(lines) for lines in by_stream.values()]
         await self._conn.execute(
