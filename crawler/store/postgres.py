@@ -40,7 +40,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 import orjson
@@ -207,15 +207,25 @@ _MIGRATIONS = {
     "2": _MIGRATE_2 + _MIGRATE_3,
     "3": _MIGRATE_3,
 }
-# A task's state and lease columns, and the op its queue rows carry: its own, or (audio
-# features) the track row's second pair.
-_TASK_COLUMNS = ("state", "owner", "op")
-_FEATURES_COLUMNS = ("features", "fowner", str(int(Op.FEATURES)))
-_LEASE_COLUMNS = (_TASK_COLUMNS, _FEATURES_COLUMNS)
 
 
-def _columns(op: Op) -> tuple[str, str, str]:
-    return _FEATURES_COLUMNS if op is Op.FEATURES else _TASK_COLUMNS
+class _Lease(NamedTuple):
+    """Where a task's state and lease live on its row: its own columns, or (audio features)
+    the track row's second pair."""
+
+    state: str
+    owner: str
+    queue_op: str  # the op its queue rows carry: the row's own, or 4
+    reset: str  # what a reset to pending clears besides: the row's own fetched_at, or nothing
+
+
+_TASK = _Lease("state", "owner", "op", ", at = NULL")
+_FEATURES = _Lease("features", "fowner", str(int(Op.FEATURES)), "")
+_LEASES = (_TASK, _FEATURES)
+
+
+def _lease(op: Op) -> _Lease:
+    return _FEATURES if op is Op.FEATURES else _TASK
 
 
 def _live(worker: str) -> str:
@@ -545,15 +555,15 @@ class PostgresStore:
         freed = [
             await conn.execute(
                 _requeue(
-                    f"crawl = $1 AND {state} = 0 AND {owner} = ANY($2) "
-                    f"AND NOT {_live(f'task.{owner}')}",
-                    f"{owner} = NULL",
-                    op,
+                    f"crawl = $1 AND {lease.state} = 0 AND {lease.owner} = ANY($2) "
+                    f"AND NOT {_live(f'task.{lease.owner}')}",
+                    f"{lease.owner} = NULL",
+                    lease.queue_op,
                 ),
                 self._crawl,
                 owners,
             )
-            for state, owner, op in _LEASE_COLUMNS
+            for lease in _LEASES
         ]
         await conn.execute(
             "UPDATE worker SET ended_at = $2 WHERE id = ANY($1) AND ended_at IS NULL",
@@ -574,12 +584,12 @@ class PostgresStore:
             # If this fails the worker stays "not ended", and recovery frees its leases.
             with contextlib.suppress(Exception):
                 async with self._using(), self._conn.transaction():
-                    for state, owner, op in _LEASE_COLUMNS:
+                    for lease in _LEASES:
                         await self._conn.execute(
                             _requeue(
-                                f"crawl = $1 AND {owner} = $2 AND {state} = 0",
-                                f"{owner} = NULL",
-                                op,
+                                f"crawl = $1 AND {lease.owner} = $2 AND {lease.state} = 0",
+                                f"{lease.owner} = NULL",
+                                lease.queue_op,
                             ),
                             self._crawl,
                             self.worker,
@@ -640,7 +650,7 @@ class PostgresStore:
                 "WITH q AS (DELETE FROM queue WHERE crawl = $2 AND op = $3 AND id = ANY(ARRAY("
                 "SELECT id FROM queue WHERE crawl = $2 AND op = $3 AND id > $4 ORDER BY id "
                 "LIMIT $5 FOR UPDATE SKIP LOCKED)) RETURNING id), "
-                f"c AS (UPDATE task SET {_columns(op)[1]} = $1 "
+                f"c AS (UPDATE task SET {_lease(op).owner} = $1 "
                 "WHERE id = ANY(ARRAY(SELECT id FROM q)) RETURNING id, key), "
                 "w AS (UPDATE worker SET leases = leases + (SELECT count(*) FROM c) "
                 "WHERE id = $1) SELECT id, key FROM c",
@@ -658,7 +668,7 @@ class PostgresStore:
             wanted[op].append(key)
         found: dict[tuple[Op, str], State] = {}
         for op, op_keys in wanted.items():
-            state = _columns(op)[0]
+            state = _lease(op).state
             rows = await self._fetch(
                 f"SELECT key, {state} AS state FROM task WHERE crawl = $1 AND op = $2 "
                 f"AND key = ANY($3) AND {state} IS NOT NULL",
@@ -802,12 +812,12 @@ class PostgresStore:
         async with self._using(), self._conn.transaction():
             rows = [
                 row
-                for state, owner, op in _LEASE_COLUMNS
+                for lease in _LEASES
                 for row in await self._conn.fetch(
                     _requeue(
-                        f"crawl = $1 AND {state} = $2",
-                        f"{state} = 0, {owner} = NULL" + (", at = NULL" if op == "op" else ""),
-                        op,
+                        f"crawl = $1 AND {lease.state} = $2",
+                        f"{lease.state} = 0, {lease.owner} = NULL{lease.reset}",
+                        lease.queue_op,
                     )
                     + " RETURNING op",
                     self._crawl,
@@ -987,7 +997,7 @@ class PostgresStore:
             "RETURNING id, key, state, owner, features, fowner), "
             "q AS (INSERT INTO queue(crawl, op, id) "
             "SELECT $1, $2, id FROM t WHERE state = 0 AND owner IS NULL UNION ALL "
-            f"SELECT $1, {int(Op.FEATURES)}, id FROM t WHERE features = 0 AND fowner IS NULL) "
+            f"SELECT $1, {_FEATURES.queue_op}, id FROM t WHERE features = 0 AND fowner IS NULL) "
             "SELECT id, key, owner IS NOT NULL, fowner IS NOT NULL FROM t",
             self._crawl,
             int(op),
