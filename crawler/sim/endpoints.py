@@ -14,7 +14,7 @@ from multidict import MultiMapping
 
 from crawler.sim.catalog import Catalog
 from crawler.sim.errors import ApiError
-from crawler.sim.ids import Kind, Ref, is_well_formed
+from crawler.sim.ids import Kind, Ref, are_well_formed, is_well_formed
 from crawler.sim.model import GROUPS
 from crawler.sim.render import NULL, Renderer, array, encode, search_query
 
@@ -61,7 +61,7 @@ def _many(call: Call, kind: Kind, maximum: int) -> list[Ref | None]:
     ids = raw.split(",")
     if len(ids) > maximum:
         raise ApiError(400, "Too many ids requested")
-    if not all(is_well_formed(i) for i in ids):
+    if not are_well_formed(raw):
         raise ApiError(400, "invalid id")
     return [call.catalog.lookup(i, kind) for i in ids]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.sim.ids import ALPHABET, IdCodec, Kind, Ref, is_well_formed
+from crawler.sim.ids import ALPHABET, IdCodec, Kind, Ref, are_well_formed, is_well_formed
 
 CODEC = IdCodec(seed=1)
 refs = st.builds(
@@ -45,3 +45,13 @@ def test_malformed_ids_are_not_well_formed() -> None:
     good = CODEC.encode(Ref(Kind.ARTIST, 1))
     for bad in ("", good[:21], good + "x", good[:21] + "-", good[:21] + "é", " " + good[1:]):
         assert not is_well_formed(bad), bad
+
+
+# IDs that are well formed or one character away from it, joined by commas or worse.
+near_ids = st.text(alphabet=ALPHABET + ",-_ é\n", min_size=20, max_size=24)
+
+
+@given(st.lists(near_ids | st.text(alphabet=ALPHABET, min_size=22, max_size=22), max_size=4))
+def test_a_list_is_well_formed_exactly_when_each_of_its_ids_is(ids: list[str]) -> None:
+    raw = ",".join(ids)
+    assert are_well_formed(raw) == all(is_well_formed(i) for i in raw.split(","))
