@@ -24,8 +24,9 @@ ID_LENGTH = 22
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
 _PAIR_VALUE = {pair: i for i, pair in enumerate(_PAIRS)}
-_WELL_FORMED = re.compile(r"[0-9A-Za-z]{22}")
-_WELL_FORMED_LIST = re.compile(r"[0-9A-Za-z]{22}(?:,[0-9A-Za-z]{22})*")
+_ID = f"[0-9A-Za-z]{{{ID_LENGTH}}}"
+_WELL_FORMED = re.compile(_ID)
+_WELL_FORMED_LIST = re.compile(f"{_ID}(?:,{_ID})*")
 
 # Field widths of the payload; ordinals above 255 would need wider fields.
 _TRACK_BITS = 8
