@@ -229,6 +229,57 @@ async def test_a_slow_start_shares_its_allowance_among_the_processes(pg_database
         )
 
 
+async def busy(pools: list[AccountPool], together: int = 1) -> None:
+    """``together`` more requests in each process, sent together, then all accepted."""
+    for accounts in pools:
+        tickets = [await accounts.acquire() for _ in range(together)]
+        for ticket in tickets:
+            accounts.accepted(ticket)
+
+
+async def test_processes_at_one_crawls_allowance_go_on_paced_rather_than_capped(
+    pg_database: str,
+) -> None:
+    # With no limit found, processes sharing an account are not held for ever to one crawl's
+    # concurrency between them: with all of it in use, they go on as a paced ramp.
+    async with ledgers(pg_database, 2) as two:
+        pools = [pool(ledger, 0, 30.0, max_in_flight=4) for ledger in two]
+        budgets = [accounts.accounts[0].budget for accounts in pools]
+
+        async def paced() -> bool:
+            await busy(pools)
+            return not any(budget.slow_start for budget in budgets)
+
+        await until(paced, "both processes paced past the slow start's allowance")
+        for budget in budgets:
+            assert budget.ramping  # nothing measured: it grows until a 429 measures
+            assert budget.in_flight == math.inf and budget.value < math.inf
+        row = "SELECT value < 'Infinity' AND in_flight = 'Infinity' FROM budget_account"
+        assert await fetchval(pg_database, row) is True
+
+
+async def test_a_lone_process_keeps_its_slow_start_at_its_concurrency(pg_database: str) -> None:
+    async with ledgers(pg_database, 1) as (ledger,):
+        pools = [pool(ledger, 0, 30.0, max_in_flight=4)]
+        budget = pools[0].accounts[0].budget
+        allowance, shared = (
+            "SELECT in_flight FROM budget_account",
+            "SELECT count(*) FROM budget_accepted",
+        )
+
+        async def synced_beyond(query: str, value: float) -> bool:
+            await busy(pools, together=2)  # at least half of the allowance in use
+            return await at_least(pg_database, query, value)
+
+        await until(lambda: synced_beyond(allowance, 4), "the allowance grown to 4")
+        more = await fetchval(pg_database, shared)
+        assert isinstance(more, int)
+        await until(lambda: synced_beyond(shared, more + 20), "more successes shared")
+        # Its allowance is all that it could send anyway: nothing to pace past.
+        assert budget.slow_start and budget.in_flight == 4
+        assert await fetchval(pg_database, allowance) == 4
+
+
 async def test_a_lost_database_fails_the_requests_waiting_for_slots(pg_database: str) -> None:
     # asyncpg does not reconnect: once the server has dropped the ledger's connection no slot
     # will be granted again. A request must then fail with one line, not wait for ever (a

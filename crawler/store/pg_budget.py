@@ -18,6 +18,8 @@ The ledger of crawler.api.ledger, kept in the database (docs/postgres-store.md, 
   every process's accepted send times with its syncs. A slow start's in-flight allowance is
   shared too, bounded by one crawl's concurrency: each process may have its share of it out
   (divided among the live processes), so that together they overshoot no more than one.
+  With all of it in use and no 429, they go on as a paced ramp (Budget.pace_past_allowance)
+  instead of being held to one process's speed where no limit is found.
 * QUOTA_EXCEEDED is warned of by the process whose UPDATE of ``quota_warned`` wins.
 
 Tables are prefixed ``budget_`` beside the crawl store's. Live processes are the sessions with
@@ -498,7 +500,10 @@ class PgLedger:
         for kind, *args in events:
             if kind == "grow":
                 limited, in_flight, accepted = args
+                full = shared.slow_start and shared.in_flight >= shared.max_in_flight
                 shared.grow(limited, in_flight * live, accepted * live)
+                if full and live > 1 and 2 * in_flight * live >= shared.in_flight:
+                    shared.pace_past_allowance(accepted * live)
             elif kind == "cut":
                 local, at = args
                 since = self._db_time(at) - slots.window_s
