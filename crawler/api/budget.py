@@ -155,11 +155,12 @@ class Budget:
 
     def pace_past_allowance(self, accepted: float) -> None:
         """End a slow start whose whole allowance is in use, with no 429 yet, in a paced ramp
-        from twice ``accepted`` (requests per window). For processes sharing an account whose
-        allowance is one crawl's concurrency: more requests than that then go out only as fast
-        as the paced ramp grows, which meets a limit at no more than twice the pace the server
-        granted, where a larger blind allowance could overshoot it by all of its requests."""
-        self.value = max(MIN_BUDGET, 2.0 * accepted)
+        from ``accepted`` (requests per window), the pace that allowance was sustaining. For
+        processes sharing an account whose allowance is one crawl's concurrency: more requests
+        than that then go out only as fast as the paced ramp grows, which meets a limit at no
+        more than twice the pace the server granted, where a larger blind allowance could
+        overshoot it by all of its requests."""
+        self.value = max(MIN_BUDGET, accepted)
         self.in_flight = math.inf  # the pace bounds it from now on
 
     def remeasure(self) -> None:
