@@ -109,16 +109,30 @@ class Budget:
     ``measured``: what an earlier run of the crawl measured (rate 0 only). The account starts
     as if it had just measured it, paced, with no blind slow start into the limit; Account
     measures again after the first window, as the limit may have changed since.
+
+    ``pace_past``: the crawl could send more than ``max_in_flight`` (processes sharing an
+    account, whose allowance is one crawl's concurrency among them). A slow start that has
+    its whole allowance in use with no 429 then goes on as a paced ramp from the rate it was
+    accepted at, instead of staying at the allowance while no limit is found: more requests
+    go out only as fast as the paced ramp grows, which meets a limit at no more than twice
+    the pace the server granted, where a larger blind allowance could overshoot it by all of
+    its requests.
     """
 
     def __init__(
-        self, rate: int, max_in_flight: float = math.inf, measured: float | None = None
+        self,
+        rate: int,
+        max_in_flight: float = math.inf,
+        measured: float | None = None,
+        *,
+        pace_past: bool = False,
     ) -> None:
         self.ceiling: float = rate or math.inf
         self.estimate: float = rate or math.inf  # believed server budget; inf until measured
         self.value: float = rate or math.inf  # paced requests per window; inf: not paced
         self.in_flight: float = math.inf if rate else float(INITIAL_IN_FLIGHT)
         self.max_in_flight = max_in_flight
+        self.pace_past = pace_past
         self.learning = rate == 0
         if self.learning and measured:
             self.estimate, self.value, self.in_flight = measured, measured * SAFETY, math.inf
@@ -138,7 +152,12 @@ class Budget:
         """A success of a request that waited (``limited``) or went with ``in_flight`` out;
         ``accepted``: the recent rate of accepted requests, in requests per window."""
         if self.slow_start:
-            if 2 * in_flight >= self.in_flight:
+            if 2 * in_flight < self.in_flight:
+                return  # the allowance is not what holds the crawl back
+            if self.pace_past and self.in_flight >= self.max_in_flight:
+                self.value = max(MIN_BUDGET, accepted)  # a paced ramp from here
+                self.in_flight = math.inf  # the pace bounds it from now on
+            else:
                 self.in_flight = min(self.max_in_flight, self.in_flight + 1)
             return
         if not limited:
@@ -152,16 +171,6 @@ class Budget:
                 self._probe_step *= 2
                 self._probed = 0
         self.value = min(self.ceiling, self.value)
-
-    def pace_past_allowance(self, accepted: float) -> None:
-        """End a slow start whose whole allowance is in use, with no 429 yet, in a paced ramp
-        from ``accepted`` (requests per window), the pace that allowance was sustaining. For
-        processes sharing an account whose allowance is one crawl's concurrency: more requests
-        than that then go out only as fast as the paced ramp grows, which meets a limit at no
-        more than twice the pace the server granted, where a larger blind allowance could
-        overshoot it by all of its requests."""
-        self.value = max(MIN_BUDGET, accepted)
-        self.in_flight = math.inf  # the pace bounds it from now on
 
     def remeasure(self) -> None:
         """Ramp up again from here until the next 429 measures the limit afresh."""

@@ -18,7 +18,7 @@ The ledger of crawler.api.ledger, kept in the database (docs/postgres-store.md, 
   every process's accepted send times with its syncs. A slow start's in-flight allowance is
   shared too, bounded by one crawl's concurrency: each process may have its share of it out
   (divided among the live processes), so that together they overshoot no more than one.
-  With all of it in use and no 429, they go on as a paced ramp (Budget.pace_past_allowance)
+  With all of it in use and no 429, they go on as a paced ramp (Budget's pace_past)
   instead of being held to one process's speed where no limit is found.
 * QUOTA_EXCEEDED is warned of by the process whose UPDATE of ``quota_warned`` wins.
 
@@ -489,8 +489,9 @@ class PgLedger:
         """Apply this process's records to the row's state, as one Budget would have."""
         assert slots.budget is not None
         # A slow start's allowance is for all processes together, bounded as one crawl's is:
-        # the requests in flight when the window fills are what earns 429s.
-        shared = Budget(slots.budget.rate, slots.budget.concurrency)
+        # the requests in flight when the window fills are what earns 429s. With several
+        # processes live they could send more than that: at it, they go on paced (pace_past).
+        shared = Budget(slots.budget.rate, slots.budget.concurrency, pace_past=live > 1)
         shared.estimate, shared.value, shared.in_flight = (
             row["estimate"],
             row["value"],
@@ -500,10 +501,7 @@ class PgLedger:
         for kind, *args in events:
             if kind == "grow":
                 limited, in_flight, accepted = args
-                full = shared.slow_start and shared.in_flight >= shared.max_in_flight
                 shared.grow(limited, in_flight * live, accepted * live)
-                if full and live > 1 and 2 * in_flight * live >= shared.in_flight:
-                    shared.pace_past_allowance(accepted * live)
             elif kind == "cut":
                 local, at = args
                 since = self._db_time(at) - slots.window_s
